@@ -134,6 +134,8 @@ DEFAULTS: dict[str, dict] = {
 DEFAULTS["lookahead"].update({k: v for k, v in DEFAULTS[DEFAULTS["lookahead"]["inner"]].items()})
 
 # Built-ins: name -> (Paddle class, {hyperparameter: checker}, {our name: Paddle's keyword}).
+# Fixed keywords: Paddle's Lamb skips the trust ratio for parameters without weight decay unless
+# always_adapt=True; the paper applies it to every layer, so we always do.
 _P, _c = paddle.optimizer, _check
 _BUILTINS = {
     "sgd": (_P.SGD, {"learning_rate": _c.positive, "weight_decay": _c.nonnegative}, {}),
@@ -154,6 +156,7 @@ _BUILTINS = {
     "lamb": (_P.Lamb, {"learning_rate": _c.positive, "beta1": _c.unit, "beta2": _c.unit, "epsilon": _c.positive,
                        "weight_decay": _c.nonnegative}, {"weight_decay": "lamb_weight_decay"}),
 }
+_FIXED = {"lamb": {"always_adapt": True}}
 _DECOUPLED = ("adamw", "lamb")  # Paddle takes their weight_decay as a plain coefficient, not an L2 regularizer
 _OURS = {"qhm": QHM, "qhadam": QHAdam, "lion": Lion, "adabelief": AdaBelief}
 
@@ -208,7 +211,7 @@ def create(name: str, parameters, **overrides) -> paddle.optimizer.Optimizer:
     kwargs = {rename.get(k, k): checks[k](k, v) for k, v in hp.items()}
     if name not in _DECOUPLED:
         kwargs["weight_decay"] = kwargs["weight_decay"] or None  # 0: no L2 regularizer op at all
-    return _CLASSES[name](parameters=parameters, **kwargs)
+    return _CLASSES[name](parameters=parameters, **kwargs, **_FIXED.get(name, {}))
 
 
 __all__ = ["DEFAULTS", "NAMES", "create", "hyperparams", "QHM", "QHAdam", "Lion", "AdaBelief", "Lookahead"]
