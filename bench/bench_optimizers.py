@@ -42,16 +42,16 @@ def step_seconds(opt, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def bench_steps(rounds: int, steps: int) -> None:
+def bench_steps(rounds: int, steps: int, warmup: int) -> None:
     paddle.seed(0)
     shapes = [p.shape for p in models.build_model("smallcnn", 4).parameters() if not p.stop_gradient]
     rng = np.random.default_rng(0)
     grads = [rng.standard_normal(s).astype("float32") * 1e-3 for s in shapes]
     print(f"smallcnn: {len(shapes)} trainable tensors, {sum(int(np.prod(s)) for s in shapes):,} values; "
-          f"{rounds} rounds x {steps} steps, medians")
+          f"{warmup} warm-up steps, then {rounds} interleaved rounds x {steps} steps, medians")
     for ours, o_kw, base, b_kw in PAIRS:
         a, b = _with_grads(ours, o_kw, grads), _with_grads(base, b_kw, grads)
-        step_seconds(a, 5), step_seconds(b, 5)  # warm-up: accumulators, kernels
+        step_seconds(a, warmup), step_seconds(b, warmup)  # warm-up: state buffers, allocator caches
         ta, tb = [], []
         for _ in range(rounds):  # interleaved so that machine load hits both alike
             ta.append(step_seconds(a, steps))
@@ -123,6 +123,8 @@ def main() -> None:
     ap.add_argument("--check-defaults", action="store_true", help="short training with every optimizer's defaults")
     ap.add_argument("--rounds", type=int, default=15, help="step-time rounds per optimizer (default 15)")
     ap.add_argument("--steps", type=int, default=20, help="steps per round (default 20)")
+    ap.add_argument("--warmup", type=int, default=300, help="warm-up steps per optimizer (default 300): the first "
+                    "steps are slow while the allocator settles, the steady state is what training sees")
     ap.add_argument("--epochs", type=int, default=3, help="--check-defaults: epochs (default 3)")
     ap.add_argument("--n-train", type=int, default=1536, help="--check-defaults: training images (default 1536)")
     ap.add_argument("--image-size", type=int, default=64, help="--check-defaults: image size (default 64)")
@@ -132,7 +134,7 @@ def main() -> None:
     if a.check_defaults:
         check_defaults(a.epochs, a.n_train, a.image_size, a.batch_size)
     else:
-        bench_steps(a.rounds, a.steps)
+        bench_steps(a.rounds, a.steps, a.warmup)
 
 
 if __name__ == "__main__":

@@ -31,9 +31,9 @@ class QHM(FromScratch):
                  weight_decay: float = 0.0, name: str | None = None):
         self.beta = _check.unit("beta", beta)
         self.nu = _check.closed_unit("nu", nu)
-        super().__init__(learning_rate, parameters, weight_decay, name)
+        super().__init__(learning_rate, parameters, weight_decay, name=name)
 
-    def _update(self, p, g, buf):
+    def _update(self, g, buf):
         α, β, ν = self._lr, self.beta, self.nu
-        buf.scale_(β).add_(g * (1 - β))                # g_{t+1} = β g_t + (1 − β) ∇L
-        p.subtract_(α * ((1 - ν) * g + ν * buf))        # θ −= α[(1 − ν) ∇L + ν g_{t+1}]
+        buf.scale_(β).add_(g * (1 - β))                 # g_{t+1} = β·g_t + (1 − β)·∇L
+        return g * (α * (1 - ν)) + buf * (α * ν)        # θ −= α·[(1 − ν)·∇L + ν·g_{t+1}]
