@@ -84,18 +84,20 @@ def synthetic_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
     return models.normalize(xs), ys.astype("int64")
 
 
-def check_defaults(epochs: int, n_train: int, size: int, batch: int) -> None:
-    """Train smallcnn once per optimizer with its DEFAULTS and cosine decay per epoch; print val accuracy."""
+def check_defaults(epochs: int, n_train: int, size: int, batch: int, names, lrs: dict) -> None:
+    """Train smallcnn once per optimizer with its DEFAULTS (learning rate overridden by `lrs`) and cosine
+    decay per epoch; print validation accuracy after each epoch."""
     xtr, ytr = synthetic_images(n_train, size, 1)
     xva, yva = synthetic_images(n_train // 3, size, 2)
     print(f"synthetic shapes, {n_train} train / {len(yva)} val, {size} px, batch {batch}, {epochs} epochs, "
           "cosine lr per epoch; chance = 0.25")
     print(f"{'optimizer':>10} {'lr':>8} " + " ".join(f"{'val@' + str(e + 1):>7}" for e in range(epochs)) + "  final train loss")
-    for name in NAMES:
+    for name in names:
         paddle.seed(0)
         model = models.build_model("smallcnn", 4)
-        opt = create(name, model.parameters())
-        base_lr = hyperparams(name)["learning_rate"]
+        overrides = {"learning_rate": lrs[name]} if name in lrs else {}
+        opt = create(name, model.parameters(), **overrides)
+        base_lr = hyperparams(name, **overrides)["learning_rate"]
         order = np.random.default_rng(0)
         accs = []
         for e in range(epochs):
@@ -129,10 +131,24 @@ def main() -> None:
     ap.add_argument("--n-train", type=int, default=1536, help="--check-defaults: training images (default 1536)")
     ap.add_argument("--image-size", type=int, default=64, help="--check-defaults: image size (default 64)")
     ap.add_argument("--batch-size", type=int, default=64, help="--check-defaults: batch size (default 64)")
+    ap.add_argument("--optimizers", default=",".join(NAMES), help="--check-defaults: comma list (default all)")
+    ap.add_argument("--lr", action="append", default=[], metavar="NAME=LR",
+                    help="--check-defaults: use this learning rate instead of the default (repeatable)")
     a = ap.parse_args()
+    names = [n for n in a.optimizers.split(",") if n]
+    lrs = {}
+    for item in a.lr:
+        name, _, value = item.partition("=")
+        try:
+            lrs[name] = float(value)
+        except ValueError:
+            ap.error(f"--lr wants NAME=LR, got {item!r}")
+    bad = [n for n in names + list(lrs) if n not in NAMES]
+    if bad:
+        ap.error(f"unknown optimizer(s) {', '.join(bad)}; choose from {', '.join(NAMES)}")
     paddle.set_device("cpu")
     if a.check_defaults:
-        check_defaults(a.epochs, a.n_train, a.image_size, a.batch_size)
+        check_defaults(a.epochs, a.n_train, a.image_size, a.batch_size, names, lrs)
     else:
         bench_steps(a.rounds, a.steps, a.warmup)
 

@@ -52,9 +52,9 @@ def save_atomic(fig, path: str) -> None:
 def draw_paths(landscape: str, paths: dict[str, np.ndarray], path: str) -> None:
     land = LANDSCAPES[landscape]
     x0, x1, y0, y1 = land.box
-    xs, ys = np.meshgrid(np.linspace(x0, x1, 200), np.linspace(y0, y1, 200))
+    xs, ys = np.meshgrid(np.linspace(x0, x1, 160), np.linspace(y0, y1, 160))
     zs = land.f(xs, ys)
-    levels = np.geomspace(max(zs.min(), 1e-2), zs.max(), 25) if landscape == "rosenbrock" else 25
+    levels = np.geomspace(max(zs.min(), 1e-2), zs.max(), 20) if landscape == "rosenbrock" else 8
     cols = 4
     rows = math.ceil(len(paths) / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(3.0 * cols, 2.6 * rows), dpi=72, squeeze=False)
