@@ -81,8 +81,7 @@ def main(argv=None) -> int:
 
     if args.sweep and device.paddle == "cpu":
         print(f"\nCPU settings (same inputs; b1 ms / b{len(xb)} img/s):")
-        cores = backends.default_threads()
-        for threads in sorted({1, cores}):
+        for threads in sorted({1, device.threads, backends.usable_cores()}):
             dev = replace(device, threads=threads)
             backends.set_dygraph_threads(threads)
             variants = {

@@ -42,12 +42,16 @@ class Device:
         return asdict(self)
 
 
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def default_threads() -> int:
-    """CPU threads per backend: half the cores this process may use, 1 to 4. Batch-1 inference of a small
-    CNN gains nothing from more (bench/bench_export.py --sweep: 2 threads were slower than 1 on 2 cores),
-    and the other half stays free for the demo's server or a neighbour's job."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, min(4, cores // 2))
+    """CPU threads per backend: half the usable cores, 1 to 4. bench/bench_export.py --sweep on a 2-core machine:
+    with the machine otherwise idle, 2 threads beat 1 (ONNX Runtime batch 1: 0.19 vs 0.31 ms); with other jobs
+    running, 2 threads were 2-4x slower than 1 for dygraph and Paddle Inference. Half the cores keeps the
+    figures steady and leaves room for the demo's web server; --threads overrides it."""
+    return max(1, min(4, usable_cores() // 2))
 
 
 def choose_device(pref: str = "auto", threads: int | None = None, onednn: bool = True) -> Device:

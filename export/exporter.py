@@ -97,7 +97,8 @@ def open_run(run_dir: str, optimizers: list | None = None) -> Run:
     need = [k for k in ("model", "image_size", "classes", "data") if k not in config]
     if need:
         raise RunError(f"{cfg_path} lacks {', '.join(need)}: not a run written by train/run_all.py")
-    names = list(config.get("optimizers") or sorted(d for d in os.listdir(run_dir) if os.path.isdir(os.path.join(run_dir, d))))
+    names = list(config.get("optimizers") or sorted(d for d in os.listdir(run_dir)
+                                                      if os.path.isfile(os.path.join(run_dir, d, "best.pdparams"))))
     ckpt = {n: os.path.join(run_dir, n, "best.pdparams") for n in names}
     have = {n: p for n, p in ckpt.items() if os.path.isfile(p)}
     if optimizers:

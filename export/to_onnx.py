@@ -70,7 +70,9 @@ def main(argv=None) -> int:
         print(f"note: {note}")
     print_table(report)
     d = report.manifest.get("device", {})
-    print(f"manifest: {os.path.relpath(report.manifest_path)}  (paddle on {d.get('paddle')}, onnx on {d.get('onnx')})")
+    shown = os.path.relpath(report.manifest_path)
+    shown = report.manifest_path if shown.startswith("..") else shown
+    print(f"manifest: {shown}  (paddle on {d.get('paddle')}, onnx on {d.get('onnx')})")
     if report.failed:
         print(f"{len(report.failed)} of {len(report.rows)} models failed", file=sys.stderr)
         return 1
