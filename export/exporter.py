@@ -143,7 +143,7 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
         raise RunError(f"the dataset at {ds.root} has no test images; give it a test split (Kaggle labels.csv "
                        f"is_final_validation, or a test/ folder) or pass --data DIR")
     images, labels, paths = [], [], []
-    for s in tqdm(samples, desc="test images", unit="img", leave=False, disable=not progress):
+    for s in tqdm(samples, desc="test images", unit="img", leave=False, disable=None if progress else True):
         try:
             images.append(models.load_array(s.path, run.size))
         except models.ImageError as e:
@@ -370,7 +370,7 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
     split = load_test_split(run, data_root, progress) if todo else None
     os.makedirs(out, exist_ok=True)
     rows, output_name, provider = [], (prev.get("output") or {}).get("name"), None
-    for n in tqdm(run.checkpoints, desc="export", unit="model", disable=not progress or not todo):
+    for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if progress and todo else True):
         if n not in todo:
             rows.append(Row(n, prev_models[n], "unchanged"))
             continue
