@@ -1,0 +1,46 @@
+"""AdaBelief (Zhuang et al., "AdaBelief Optimizer: Adapting Stepsizes by the Belief in Observed Gradients",
+NeurIPS 2020, arXiv:2010.07468, Algorithm 2)."""
+from __future__ import annotations
+
+from train.optimizers import _check
+from train.optimizers.base import FromScratch
+
+
+class AdaBelief(FromScratch):
+    r"""Adam whose second moment tracks the variance of g around its EMA (the "belief") instead of g².
+
+        m_t = β₁·m_{t−1} + (1 − β₁)·g_t
+        s_t = β₂·s_{t−1} + (1 − β₂)·(g_t − m_t)² + ε
+        m̂_t = m_t / (1 − β₁ᵗ),   ŝ_t = s_t / (1 − β₂ᵗ)
+        θ_t = θ_{t−1} − α·m̂_t / (√ŝ_t + ε)
+
+    Arguments → symbols: learning_rate = α, beta1 = β₁, beta2 = β₂, epsilon = ε, weight_decay = λ,
+    decoupled as in the authors' code (weight_decouple=True): θ ← θ·(1 − αλ) before the step.
+
+    Traps:
+    - ε appears twice: added to s_t on every step (inside the square root) and again outside it. So
+      ε = 1e-16 here plays the part of Adam's 1e-8 (√1e-16 = 1e-8); the authors' code defaults to 1e-16.
+    - (g_t − m_t) uses the *updated* m_t.
+    - The authors' code also has an optional RAdam-style rectification; it is not in Algorithm 2 and not here.
+    """
+
+    ACCUMULATORS = ("moment1", "belief")
+
+    def __init__(self, parameters, learning_rate: float = 1e-3, beta1: float = 0.9, beta2: float = 0.999,
+                 epsilon: float = 1e-16, weight_decay: float = 0.0, name: str | None = None):
+        self.beta1 = _check.unit("beta1", beta1)
+        self.beta2 = _check.unit("beta2", beta2)
+        self.epsilon = _check.positive("epsilon", epsilon)
+        self.decay = _check.nonnegative("weight_decay", weight_decay)
+        super().__init__(learning_rate, parameters, None, name)
+
+    def _update(self, p, g, m, s):
+        α, β1, β2, ε, λ, t = self._lr, self.beta1, self.beta2, self.epsilon, self.decay, self._t
+        m.scale_(β1).add_(g * (1 - β1))                          # m_t
+        d = g - m
+        s.scale_(β2).add_(d * d * (1 - β2) + ε)                  # s_t
+        m_hat = m * (1 / (1 - β1 ** t))
+        s_hat = s * (1 / (1 - β2 ** t))
+        if λ:
+            p.scale_(1 - α * λ)                                  # decoupled decay
+        p.subtract_(α * m_hat / (s_hat.sqrt() + ε))
