@@ -35,6 +35,21 @@ def cosine_lr(base: float, epoch: int, epochs: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
+def train_step(model, opt, x, y) -> tuple[float, int]:
+    """One optimizer step on a batch (numpy or tensors): returns (mean loss, correct predictions)."""
+    xt = x if isinstance(x, paddle.Tensor) else paddle.to_tensor(x)
+    yt = y if isinstance(y, paddle.Tensor) else paddle.to_tensor(y)
+    logits = model(xt)
+    loss = F.cross_entropy(logits, yt)
+    lv = float(loss)
+    if not math.isfinite(lv):
+        raise Diverged
+    loss.backward()
+    opt.step()
+    opt.clear_grad()
+    return lv, int((logits.argmax(axis=1) == yt).sum())
+
+
 @paddle.no_grad()
 def evaluate(model, split: Split, batch_size: int = 256) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on a split."""
@@ -83,17 +98,9 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
                    disable=None, file=sys.stderr, dynamic_ncols=True)
         try:
             for x, y in batches(train, batch_size, rng, augment=True):
-                logits = model(paddle.to_tensor(x))
-                yt = paddle.to_tensor(y)
-                loss = F.cross_entropy(logits, yt)
-                lv = float(loss)
-                if not math.isfinite(lv):
-                    raise Diverged
-                loss.backward()
-                opt.step()
-                opt.clear_grad()
+                lv, ok = train_step(model, opt, x, y)
                 loss_sum += lv * len(y)
-                correct += int((logits.argmax(axis=1) == yt).sum())
+                correct += ok
                 bar.update(len(y))
                 bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
         except Diverged:

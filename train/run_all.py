@@ -25,7 +25,7 @@ from models.io import read_json, save_paddle, write_json  # noqa: E402
 
 # The default profile: sized so that all optimizers train on the Kaggle dataset (7,939 training
 # images) in under 30 minutes on a 2-core CPU, decoding included (bench/bench_sweep.py measures it).
-DEFAULTS = dict(model="smallcnn", image_size=64, epochs=6, batch_size=64, seed=0)
+DEFAULTS = dict(model="smallcnn", image_size=64, epochs=4, batch_size=64, seed=0)
 # Settings that must match for a run directory to be resumed.
 IDENTITY = ("data_fingerprint", "model", "image_size", "epochs", "batch_size", "seed", "pretrained")
 
@@ -144,7 +144,12 @@ def main(argv=None) -> int:
     init_path = os.path.join(run, "init.pdparams")
     if not os.path.exists(init_path):
         paddle.seed(args.seed)
-        save_paddle(models.build_model(args.model, len(ds.classes), pretrained=args.pretrained).state_dict(), init_path)
+        try:
+            net = models.build_model(args.model, len(ds.classes), pretrained=args.pretrained)
+        except (ValueError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        save_paddle(net.state_dict(), init_path)
     init_state = paddle.load(init_path) if todo else None
 
     from train.loop import train_one
