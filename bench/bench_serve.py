@@ -114,13 +114,14 @@ def main(argv=None) -> int:
                     bar.update()
 
         threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.clients)]
-        t_load, cpu_load = time.perf_counter(), cpu_seconds(proc.pid)
+        t_load, cpu_load, client_cpu = time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds(os.getpid())
         for t in threads:
             t.start()
         for t in threads:
             t.join()
         wall = time.perf_counter() - t_load
         server_cpu = cpu_seconds(proc.pid) - cpu_load
+        client_cpu = cpu_seconds(os.getpid()) - client_cpu
         bar.close()
     finally:
         proc.terminate()
@@ -135,8 +136,8 @@ def main(argv=None) -> int:
     if len(ms):
         print(f"{args.clients} clients x {args.requests} requests: p50 {np.percentile(ms, 50):.1f} ms, "
               f"p95 {np.percentile(ms, 95):.1f} ms, max {ms.max():.1f} ms, {len(ms) / wall:.1f} requests/s")
-    print(f"server CPU: {1000 * server_cpu / args.requests:.1f} ms per request "
-          f"({100 * server_cpu / wall / (os.cpu_count() or 1):.0f}% of all cores during the run)")
+    print(f"CPU per request: server {1000 * server_cpu / args.requests:.1f} ms, "
+          f"the {args.clients} gradio_client clients {1000 * client_cpu / args.requests:.1f} ms")
     print(f"answered {len(latencies)}, failed {len(failures)}, lost {lost}")
     for f in failures[:5]:
         print("  failed:", f)

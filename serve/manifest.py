@@ -40,7 +40,7 @@ class ModelEntry:
 class Manifest:
     path: str
     folder: str
-    run: str
+    run: str  # the run folder's name
     classes: tuple[str, ...]
     size: int
     input_name: str
@@ -135,7 +135,8 @@ def load(path: str) -> Manifest:
         with open(md_path, encoding="utf-8", errors="replace") as f:
             leaderboard_md = f.read()
     return Manifest(
-        path=os.path.abspath(path), folder=folder, run=str(m.get("run", os.path.basename(os.path.dirname(folder)))),
+        path=os.path.abspath(path), folder=folder,
+        run=os.path.basename(os.path.realpath(os.path.join(folder, str(m.get("run") or "..")))),  # "run": the run folder
         classes=classes, size=size, input_name=input_name, models={s.name: s for s in ranked},
         unavailable=unavailable,
         examples=[p for p in (_named_file(folder, r) for r in m.get("examples") or []) if p],

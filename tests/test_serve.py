@@ -356,6 +356,7 @@ def test_manifest_keeps_only_what_exists_and_is_ok(tiny_export, tmp_path):
     assert loaded.examples == real
     assert loaded.unavailable == {"lion": "failed: diverged at epoch 2"}
     assert sorted(loaded.models) == sorted(ok_models(tiny_export))
+    assert loaded.run == tmp_path.name  # "run": ".." names the folder above the manifest's
 
 
 def test_browser_upload_shows_the_predicted_class(app, tiny_export, photos):
