@@ -102,14 +102,14 @@ def build(demo: Demo, backend: str) -> gr.Blocks:
     choices = [(f"{name} (test acc {_pct(e.accuracy())})", name) for name, e in m.models.items()]
     devices = " · ".join(demo.where(b) for b in BACKENDS)
     with gr.Blocks(title="Which optimizer? Insect classifier", analytics_enabled=False) as page:
-        gr.Markdown(f"# Bee, wasp or other?\nRun **{m.run}**: one network trained once per optimizer. "
+        gr.Markdown(f"# Which optimizer? {' / '.join(m.classes)}\nRun **{m.run}**: one network trained once per optimizer. "
                     f"Pick a model and upload a photo, or compare all models at once.  \nDevices: {devices}")
         if m.unavailable:
             gr.Markdown("Not served: " + "; ".join(f"{k} ({v})" for k, v in m.unavailable.items()))
         with gr.Tab("Classify"):
             with gr.Row():
                 with gr.Column():
-                    image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                    image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], height=360,
                                      label="Photo", elem_id="photo")
                     model = gr.Dropdown(choices, value=choices[0][1], label="Model (optimizer, test accuracy)")
                     engine = gr.Radio([(v, k) for k, v in BACKENDS.items()], value=backend, label="Backend")

@@ -323,6 +323,18 @@ def test_no_manifest_says_which_commands_to_run(tmp_path):
     assert p.returncode != 0 and "python export/to_onnx.py" in p.stderr and "Traceback" not in p.stderr
 
 
+def test_default_manifest_is_the_newest_run(tmp_path):
+    from serve.manifest import newest
+
+    paths = []
+    for i, run in enumerate(("b-old", "a-new")):
+        (tmp_path / run / "export").mkdir(parents=True)
+        paths.append(tmp_path / run / "export" / "manifest.json")
+        paths[-1].write_text("{}")
+        os.utime(paths[-1], (1_000_000 + i, 1_000_000 + i))
+    assert newest(str(tmp_path)) == str(paths[1])
+
+
 def test_model_files_outside_the_export_folder_are_refused(tiny_export, tmp_path):
     """A manifest whose model paths climb out of its folder: those models are not loaded."""
     man = read_manifest(tiny_export)
