@@ -87,8 +87,6 @@ class Softmax(paddle.nn.Layer):
 
 
 class DygraphRunner:
-    name = "dygraph"
-
     def __init__(self, layer):
         self.layer = layer.eval()
 
@@ -99,8 +97,6 @@ class DygraphRunner:
 
 class PaddleRunner:
     """Paddle Inference predictor over `<prefix>.json` + `<prefix>.pdiparams` (Paddle 3 PIR files)."""
-    name = "paddle"
-
     def __init__(self, model_json: str, params: str, device: Device, ir_optim: bool = True):
         from paddle import inference
 
@@ -112,7 +108,10 @@ class PaddleRunner:
         else:
             cfg.disable_gpu()
             cfg.set_cpu_math_library_num_threads(device.threads)
-            cfg.enable_onednn() if device.onednn else cfg.disable_onednn()
+            if device.onednn:
+                cfg.enable_onednn()
+            else:
+                cfg.disable_onednn()
         self.predictor = inference.create_predictor(cfg)
         self.input_name = self.predictor.get_input_names()[0]
         self.output_name = self.predictor.get_output_names()[0]
@@ -128,8 +127,6 @@ class PaddleRunner:
 
 class OnnxRunner:
     """ONNX Runtime session; `provider` is the one ONNX Runtime actually took (CUDA can fall back to CPU)."""
-    name = "onnx"
-
     def __init__(self, path: str, device: Device, graph_opt: str = "all"):
         import onnxruntime as ort
 
