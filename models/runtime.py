@@ -5,6 +5,7 @@ reach a user's terminal.
 """
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 
@@ -12,6 +13,8 @@ os.environ.setdefault("GLOG_minloglevel", "2")  # glog: errors only
 os.environ.setdefault("GLOG_v", "0")
 os.environ.setdefault("FLAGS_print_ir", "0")
 warnings.filterwarnings("ignore", message="No ccache found")
+logging.getLogger("matplotlib").setLevel(logging.WARNING)  # Paddle installs a root handler at INFO
+logging.getLogger("paddle.utils.download").setLevel(logging.WARNING)  # per-try download chatter
 warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 

@@ -39,7 +39,7 @@ def tiny_run(kaggle_fixture, tmp_path_factory):
     """runs/<run>/ from `train/run_all.py` on the fixture: two optimizers, a few epochs."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
     run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
-            "--image-size", "32", "--out", out)
+            "--image-size", "32", "--batch-size", "16", "--out", out)
     return str(out)
 
 

@@ -1,0 +1,170 @@
+"""The sweep, end to end through `train/run_all.py`, plus the data pipeline pieces it relies on."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import HYMENOPTERA, KAGGLE_LABELS, ROOT, run_cli
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+def test_sweep_writes_the_run_directory_and_learns(tiny_run):
+    cfg = load(os.path.join(tiny_run, "config.json"))
+    res = load(os.path.join(tiny_run, "results.json"))["optimizers"]
+    assert list(res) == ["sgd", "adam"]
+    for name, r in res.items():
+        assert r["status"] == "done"
+        assert r["best_val_acc"] > 0.8, (name, r)  # 4 classes: chance is 0.25
+        assert r["test_acc"] > 0.8, (name, r)
+        hist = load(os.path.join(tiny_run, name, "history.json"))
+        assert [h["epoch"] for h in hist] == [1, 2, 3]
+        assert max(h["val_acc"] for h in hist) == r["best_val_acc"]
+        assert hist[-1]["lr"] < hist[0]["lr"]  # cosine decay
+        for f in ("best.pdparams", "last.pdstate", "curves.png"):
+            assert os.path.getsize(os.path.join(tiny_run, name, f)) > 0
+    # awkward files: the corrupt JPEG and the missing one are skipped and listed, grayscale/RGBA are used
+    assert [s["path"] for s in cfg["data"]["skipped"]] == ["bee1/corrupt.jpg"]
+    assert "not a readable image" in cfg["data"]["skipped"][0]["reason"]
+    assert cfg["data"]["missing"] == ["other_noinsect/missing.jpg"]
+    assert cfg["data"]["sizes"]["train"] == sum(cfg["data"]["counts"]["train"].values()) - 1
+    assert cfg["classes"] == ["bee", "wasp", "other_insect", "other_noinsect"]
+    assert cfg["hyperparams"]["adam"]["learning_rate"] > 0
+    board = open(os.path.join(tiny_run, "leaderboard.md")).read()
+    assert "| sgd |" in board and "| adam |" in board
+    for plot in ("compare.png", "leaderboard.png"):
+        with Image.open(os.path.join(tiny_run, plot)) as im:
+            assert im.format == "PNG" and im.size[0] > 300
+
+
+def test_same_initial_weights_for_every_optimizer(tiny_run):
+    import paddle
+
+    init = paddle.load(os.path.join(tiny_run, "init.pdparams"))
+    for name in ("sgd", "adam"):
+        last = paddle.load(os.path.join(tiny_run, name, "last.pdstate"))["model"]
+        assert set(last) == set(init)
+        assert any(not np.array_equal(last[k].numpy(), init[k].numpy()) for k in init)  # trained away from it
+
+
+def test_rerun_of_a_finished_sweep_trains_nothing(tiny_run, kaggle_fixture):
+    before = {n: os.path.getmtime(os.path.join(tiny_run, n, "result.json")) for n in ("sgd", "adam")}
+    p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
+                "--image-size", "32", "--batch-size", "16", "--out", tiny_run)
+    assert {n: os.path.getmtime(os.path.join(tiny_run, n, "result.json")) for n in before} == before
+    assert "adam" in p.stdout and "run directory" in p.stdout
+
+
+def test_changed_settings_refuse_to_mix_into_a_run(tiny_run, kaggle_fixture):
+    p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd", "--epochs", "5",
+                "--image-size", "32", "--batch-size", "16", "--out", tiny_run, check=False)
+    assert p.returncode == 2 and "epochs=3" in p.stderr and "Traceback" not in p.stderr
+
+
+def _sweep_args(data, out):
+    return ["train/run_all.py", "--data", data, "--optimizers", "momentum,adam", "--epochs", "4",
+            "--image-size", "32", "--batch-size", "16", "--out", out]
+
+
+def test_kill_and_rerun_resumes_to_the_same_results(kaggle_fixture, tmp_path):
+    ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
+    run_cli(*_sweep_args(kaggle_fixture, ref))
+    proc = subprocess.Popen([sys.executable, *_sweep_args(kaggle_fixture, killed)], cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    hist = os.path.join(killed, "adam", "history.json")
+    deadline = time.time() + 120
+    while not os.path.exists(hist) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # mid-sweep: momentum finished, adam partway
+    proc.wait()
+    assert not os.path.exists(os.path.join(killed, "adam", "result.json")), "the kill came too late to test resume"
+    done_before = os.path.getmtime(os.path.join(killed, "momentum", "result.json"))
+    run_cli(*_sweep_args(kaggle_fixture, killed))
+    assert os.path.getmtime(os.path.join(killed, "momentum", "result.json")) == done_before  # not retrained
+    a, b = load(os.path.join(ref, "results.json"))["optimizers"], load(os.path.join(killed, "results.json"))["optimizers"]
+    for name in ("momentum", "adam"):
+        for key in ("status", "best_val_acc", "best_epoch", "test_acc", "test_loss"):
+            assert a[name][key] == b[name][key], (name, key)
+        ha, hb = (load(os.path.join(d, name, "history.json")) for d in (ref, killed))
+        assert [(h["train_loss"], h["val_loss"]) for h in ha] == [(h["train_loss"], h["val_loss"]) for h in hb]
+
+
+def test_a_diverging_optimizer_is_marked_and_the_sweep_goes_on(kaggle_fixture, tmp_path):
+    out = str(tmp_path / "div")
+    p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "2",
+                "--image-size", "32", "--batch-size", "16", "--lr", "sgd=1e38", "--out", out)
+    res = load(os.path.join(out, "results.json"))["optimizers"]
+    assert res["sgd"]["status"] == "diverged at epoch 1"
+    assert res["adam"]["status"] == "done" and res["adam"]["test_acc"] > 0.5
+    assert "diverged at epoch 1" in p.stdout
+
+
+def test_real_photos_hymenoptera(tmp_path):
+    out = str(tmp_path / "hym")
+    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "adam", "--epochs", "2",
+            "--image-size", "32", "--out", out)
+    cfg = load(os.path.join(out, "config.json"))
+    assert cfg["classes"] == ["ants", "bees"]
+    assert cfg["data"]["skipped"] == []  # every real photo (and the GIF) decodes
+    assert cfg["data"]["sizes"] == {"train": 245, "val": 77, "test": 76}  # test: every other val image
+    r = load(os.path.join(out, "results.json"))["optimizers"]["adam"]
+    assert r["status"] == "done" and 0.0 <= r["test_acc"] <= 1.0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--data", "/no/such/folder"], "does not exist"),
+    (["--optimizers", "sgd,nope"], "unknown optimizer(s) nope"),
+    (["--lr", "adam:0.1"], "--lr: cannot read"),
+    (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--data", "synthetic", "--pretrained"], "smallcnn has no pretrained weights"),
+])
+def test_bad_arguments_get_one_line_errors(args, message, tmp_path):
+    p = run_cli("train/run_all.py", *args, "--out", tmp_path / "x", check=False)
+    assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
+
+
+def test_kaggle_splits_of_the_real_label_file(tmp_path):
+    """The official splits and classes of the real 11,421-row labels.csv (empty stand-in image files)."""
+    from models.dataset import open_dataset
+
+    root = tmp_path / "kaggle"
+    root.mkdir()
+    (root / "labels.csv").write_bytes(open(KAGGLE_LABELS, "rb").read())
+    for line in open(KAGGLE_LABELS).read().splitlines()[1:]:
+        rel = line.split(",")[1].replace("\\", "/")
+        (root / rel).parent.mkdir(exist_ok=True)
+        (root / rel).touch()
+    ds = open_dataset(str(root))
+    assert len(ds.samples) == 11421 and ds.missing == []
+    assert ds.counts() == {
+        "train": {"bee": 2195, "wasp": 3440, "other_insect": 1706, "other_noinsect": 598},
+        "val": {"bee": 484, "wasp": 750, "other_insect": 357, "other_noinsect": 128},
+        "test": {"bee": 504, "wasp": 753, "other_insect": 376, "other_noinsect": 130},
+    }
+    names = [os.path.basename(s.path) for s in ds.samples]
+    assert len(names) - len(set(names)) == 7  # same file name under two class folders: both rows kept
+
+
+def test_decode_cache_is_reused(kaggle_fixture, tmp_path):
+    from models.dataset import open_dataset
+    from train.data import load_splits
+
+    ds = open_dataset(kaggle_fixture)
+    first, info1 = load_splits(ds, 24, str(tmp_path), workers=1)
+    second, info2 = load_splits(ds, 24, str(tmp_path), workers=1)
+    assert (info1["cache_hit"], info2["cache_hit"]) == (False, True)
+    assert np.array_equal(first["val"].images, second["val"].images)
+    assert first["train"].images.shape[1:] == (24, 24, 3) and first["train"].images.dtype == np.uint8
+    _, info3 = load_splits(ds, 28, str(tmp_path), workers=1)  # another size is another cache entry
+    assert info3["cache_hit"] is False

@@ -1,0 +1,127 @@
+"""Training data: find the dataset, decode every image once into an on-disk cache, serve batches.
+
+The cache holds each split as one uint8 array (N, S, S, 3) made by the shared `models.load_array`,
+keyed by the dataset's fingerprint (paths, labels, splits, sizes, mtimes) and the image size, so later
+epochs and later runs never decode a JPEG again. Batches are normalized with `models.normalize`.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from models import ImageError, load_array, normalize
+from models.dataset import SPLITS, Dataset, DatasetError, open_dataset
+from models.io import atomic_path, read_json, write_json
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_DATA = os.path.join(ROOT, "data", "kaggle_bee_vs_wasp")
+SYNTHETIC_DATA = os.path.join(ROOT, "data", "synthetic")
+KAGGLE_HANDLE = "jerzydziewierz/bee-vs-wasp"
+CACHE_VERSION = 1  # bump when models.load_array changes what it returns
+
+
+def resolve(spec: str | None) -> tuple[Dataset, str]:
+    """--data value -> (Dataset, layout note). None: data/kaggle_bee_vs_wasp, else a kagglehub download."""
+    if spec == "synthetic":
+        from train.synthetic import make_dataset
+
+        if not os.path.exists(os.path.join(SYNTHETIC_DATA, "labels.csv")):
+            make_dataset(SYNTHETIC_DATA, n_per_class=250, seed=0)
+        ds = open_dataset(SYNTHETIC_DATA)
+        ds.layout = "synthetic"
+        return ds, "SYNTHETIC generated pictures (stripes and blobs), not insects: a smoke run only"
+    if spec is None:
+        spec = DEFAULT_DATA if os.path.isdir(DEFAULT_DATA) else _download()
+    return open_dataset(spec), ""
+
+
+def _download() -> str:
+    try:
+        import kagglehub
+
+        print(f"No --data given and no {os.path.relpath(DEFAULT_DATA)}: downloading Kaggle dataset {KAGGLE_HANDLE} ...", file=sys.stderr)
+        return kagglehub.dataset_download(KAGGLE_HANDLE)
+    except Exception as e:  # noqa: BLE001 - kagglehub raises many kinds; all mean "not available"
+        raise DatasetError(
+            f"could not download {KAGGLE_HANDLE} ({type(e).__name__}). Options: unpack the Kaggle archive to "
+            f"{os.path.relpath(DEFAULT_DATA)}, pass --data DIR (Kaggle layout or DIR/train|val[/test]/<class>/), "
+            "or --data synthetic for an offline smoke run") from None
+
+
+@dataclass
+class Split:
+    images: np.ndarray  # uint8 (N, S, S, 3)
+    labels: np.ndarray  # int64 (N,)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+def _decode(args):
+    path, size = args
+    try:
+        return load_array(path, size), None
+    except ImageError as e:
+        return None, str(e)
+
+
+def load_splits(ds: Dataset, size: int, cache_dir: str, workers: int = 0) -> tuple[dict[str, Split], dict]:
+    """Decoded splits from the cache (built on first use). Returns (splits, info) where info has the
+    cache key, the skipped files with their reasons, and whether the cache was hit."""
+    key = hashlib.sha256(f"{ds.fingerprint()}|{size}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+    folder = os.path.join(cache_dir, key)
+    meta = read_json(os.path.join(folder, "meta.json"))
+    hit = meta is not None
+    if not hit:
+        meta = _build_cache(ds, size, folder, workers)
+    splits = {sp: Split(np.load(os.path.join(folder, f"{sp}_x.npy")), np.load(os.path.join(folder, f"{sp}_y.npy")))
+              for sp in SPLITS}
+    return splits, {"cache": folder, "cache_hit": hit, "skipped": meta["skipped"]}
+
+
+def _build_cache(ds: Dataset, size: int, folder: str, workers: int) -> dict:
+    workers = workers or min(4, os.cpu_count() or 1)
+    skipped = []
+    jobs = [(s.path, size) for s in ds.samples]
+    with ProcessPoolExecutor(workers) as pool, tqdm(total=len(jobs), unit="img", desc=f"decode {size}px", leave=False,
+                                                    disable=None, file=sys.stderr) as bar:
+        results = []
+        for r in pool.map(_decode, jobs, chunksize=64):
+            results.append(r)
+            bar.update()
+    for sp in SPLITS:
+        xs, ys = [], []
+        for s, (arr, err) in zip(ds.samples, results):
+            if s.split != sp:
+                continue
+            if arr is None:
+                skipped.append({"path": os.path.relpath(s.path, ds.root), "reason": err})
+                continue
+            xs.append(arr)
+            ys.append(s.label)
+        x = np.stack(xs) if xs else np.zeros((0, size, size, 3), np.uint8)
+        for name, arr in ((f"{sp}_x.npy", x), (f"{sp}_y.npy", np.asarray(ys, np.int64))):
+            with atomic_path(os.path.join(folder, name)) as tmp, open(tmp, "wb") as f:
+                np.save(f, arr)
+    meta = {"skipped": skipped, "size": size, "images": len(ds.samples) - len(skipped)}
+    write_json(os.path.join(folder, "meta.json"), meta)  # written last: marks the cache complete
+    return meta
+
+
+def batches(split: Split, batch_size: int, rng: np.random.Generator | None = None, augment: bool = False):
+    """Yield (x float32 NCHW, y int64) batches; shuffled and randomly h-flipped when rng is given."""
+    n = len(split)
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for i in range(0, n, batch_size):
+        idx = order[i:i + batch_size]
+        x = split.images[idx]
+        if augment and rng is not None:
+            flip = rng.random(len(idx)) < 0.5
+            x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+        yield normalize(x), split.labels[idx]

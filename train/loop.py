@@ -1,0 +1,137 @@
+"""Train one optimizer: a short linear loop with per-epoch validation, best checkpoint and exact resume.
+
+Files in runs/<run>/<optimizer>/:
+  last.pdstate  model + optimizer state, finished epoch, best so far, history  (what resume needs)
+  best.pdparams weights at the best validation accuracy
+  history.json  one row per epoch;  curves.png;  result.json (written last: the optimizer is done)
+
+Determinism: each epoch's data order, flips and Paddle seed derive from (seed, epoch) alone, and the
+learning rate is a function of the epoch, so a run resumed after a kill equals an uninterrupted one.
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from tqdm import tqdm
+
+from models import build_model
+from models.io import read_json, save_paddle, write_json
+from train import optimizers
+from train.data import Split, batches
+
+
+class Diverged(Exception):
+    pass
+
+
+def cosine_lr(base: float, epoch: int, epochs: int) -> float:
+    """Cosine decay from `base` at epoch 0 towards 0 at the end (set once per epoch)."""
+    return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+
+def train_step(model, opt, x, y) -> tuple[float, int]:
+    """One optimizer step on a batch (numpy or tensors): returns (mean loss, correct predictions)."""
+    xt = x if isinstance(x, paddle.Tensor) else paddle.to_tensor(x)
+    yt = y if isinstance(y, paddle.Tensor) else paddle.to_tensor(y)
+    logits = model(xt)
+    loss = F.cross_entropy(logits, yt)
+    lv = float(loss)
+    if not math.isfinite(lv):
+        raise Diverged
+    loss.backward()
+    opt.step()
+    opt.clear_grad()
+    return lv, int((logits.argmax(axis=1) == yt).sum())
+
+
+@paddle.no_grad()
+def evaluate(model, split: Split, batch_size: int = 256) -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` on a split."""
+    if len(split) == 0:
+        return float("nan"), float("nan")
+    model.eval()
+    loss_sum, correct = 0.0, 0
+    for x, y in batches(split, batch_size):
+        logits = model(paddle.to_tensor(x))
+        yt = paddle.to_tensor(y)
+        loss_sum += float(F.cross_entropy(logits, yt, reduction="sum"))
+        correct += int((logits.argmax(axis=1) == yt).sum())
+    return loss_sum / len(split), correct / len(split)
+
+
+def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_state: dict, hyperparams: dict,
+              splits: dict[str, Split], epochs: int, batch_size: int, seed: int, position: str = "") -> dict:
+    """Train (or resume, or skip if done) one optimizer and return its result row."""
+    done = read_json(os.path.join(out, "result.json"))
+    if done is not None:
+        return done
+    os.makedirs(out, exist_ok=True)
+    model = build_model(model_name, num_classes)
+    model.set_state_dict(init_state)
+    opt = optimizers.create(name, model.parameters(), **hyperparams)
+    base_lr = opt.get_lr()
+
+    start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
+    last_path = os.path.join(out, "last.pdstate")
+    if os.path.exists(last_path):
+        state = paddle.load(last_path)
+        model.set_state_dict(state["model"])
+        opt.set_state_dict(state["optimizer"])
+        start, history, best = state["epoch"], state["history"], state["best"]
+
+    status = "done"
+    train = splits["train"]
+    for epoch in range(start, epochs):
+        opt.set_lr(cosine_lr(base_lr, epoch, epochs))
+        paddle.seed(seed * 1000 + epoch)
+        rng = np.random.default_rng([seed, epoch])
+        t0 = time.perf_counter()
+        model.train()
+        loss_sum, correct = 0.0, 0
+        bar = tqdm(total=len(train), unit="img", desc=f"{position}{name} {epoch + 1}/{epochs}", leave=False,
+                   disable=None, file=sys.stderr, dynamic_ncols=True)
+        try:
+            for x, y in batches(train, batch_size, rng, augment=True):
+                lv, ok = train_step(model, opt, x, y)
+                loss_sum += lv * len(y)
+                correct += ok
+                bar.update(len(y))
+                bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
+        except Diverged:
+            status = f"diverged at epoch {epoch + 1}"
+            break
+        finally:
+            bar.close()
+        val_loss, val_acc = evaluate(model, splits["val"])
+        if not math.isfinite(val_loss):
+            status = f"diverged at epoch {epoch + 1}"
+            break
+        history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(train), "train_acc": correct / len(train),
+                        "val_loss": val_loss, "val_acc": val_acc, "lr": opt.get_lr(),
+                        "seconds": round(time.perf_counter() - t0, 3)})
+        if val_acc > best["val_acc"]:
+            best = {"val_acc": val_acc, "epoch": epoch + 1}
+            save_paddle(model.state_dict(), os.path.join(out, "best.pdparams"))
+        write_json(os.path.join(out, "history.json"), history)
+        save_paddle({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                     "history": history, "best": best}, last_path)
+
+    result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
+              "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
+              "hyperparams": hyperparams}
+    best_path = os.path.join(out, "best.pdparams")
+    if os.path.exists(best_path):
+        model.set_state_dict(paddle.load(best_path))
+        result["test_loss"], result["test_acc"] = evaluate(model, splits["test"])
+        result["best_val_acc"], result["best_epoch"] = best["val_acc"], best["epoch"]
+    from train.report import plot_curves
+
+    plot_curves(name, history, os.path.join(out, "curves.png"))
+    write_json(os.path.join(out, "result.json"), result)
+    return result

@@ -1,0 +1,194 @@
+"""Train the insect classifier once per optimizer and keep the best checkpoint of each.
+
+    python train/run_all.py                                   # whole sweep, default profile
+    python train/run_all.py --data ../shared/data/hymenoptera --optimizers momentum,qhm --epochs 3 --out runs/hym
+
+Every optimizer starts from the same initial weights and sees the same data order. Kill it at any
+moment and run the same command again: finished optimizers are skipped, an unfinished one resumes
+from its last finished epoch, and the results equal an uninterrupted run's.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import signal
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import models  # noqa: E402  (first: quiets Paddle)
+from models.dataset import DatasetError  # noqa: E402
+from models.io import read_json, save_paddle, write_json  # noqa: E402
+
+# The default profile: sized so that all optimizers train on the Kaggle dataset (7,939 training
+# images) in under 30 minutes on a 2-core CPU, decoding included (bench/bench_sweep.py measures it).
+DEFAULTS = dict(model="smallcnn", image_size=64, epochs=4, batch_size=64, seed=0)
+# Settings that must match for a run directory to be resumed.
+IDENTITY = ("data_fingerprint", "model", "image_size", "epochs", "batch_size", "seed", "pretrained")
+
+
+def parse_args(argv=None):
+    from train import optimizers
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("--data", default=None, help="dataset folder (Kaggle layout with labels.csv, or DIR/train|val[/test]/<class>/), "
+                   "or 'synthetic' for a generated offline smoke set; default: data/kaggle_bee_vs_wasp, else a kagglehub download")
+    p.add_argument("--optimizers", default=",".join(optimizers.NAMES), help="comma list of optimizers to train, from: " + ", ".join(optimizers.NAMES))
+    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs per optimizer (cosine learning-rate decay over them)")
+    p.add_argument("--out", default=None, help="run directory; default runs/<dataset>-<model>-<size>px-<epochs>ep-seed<seed>")
+    p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the initial weights, data order and augmentation")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="gpu when usable (auto), or force one")
+    p.add_argument("--model", default=DEFAULTS["model"], choices=models.MODELS, help="network: smallcnn (CPU default); mobilenet_v2/resnet50 for GPUs")
+    p.add_argument("--pretrained", action="store_true", help="start mobilenet_v2/resnet50 from Paddle's ImageNet weights (needs a download)")
+    p.add_argument("--image-size", type=int, default=DEFAULTS["image_size"], help="images are resized to SIZE x SIZE")
+    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="training batch size")
+    p.add_argument("--lr", default="", help="learning-rate overrides, e.g. 'adam=3e-4,sgd=0.1' (defaults: train/optimizers DEFAULTS)")
+    p.add_argument("--cache-dir", default=os.path.join(ROOT, ".cache", "images"), help="where decoded images are cached")
+    p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: one per core, at most 4)")
+    args = p.parse_args(argv)
+    args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
+    unknown = [o for o in args.optimizers if o not in optimizers.NAMES]
+    if unknown:
+        p.error(f"unknown optimizer(s) {', '.join(unknown)}; choose from {', '.join(optimizers.NAMES)}")
+    args.lr_overrides = {}
+    for item in filter(None, (s.strip() for s in args.lr.split(","))):
+        name, _, val = item.partition("=")
+        try:
+            if name not in optimizers.NAMES:
+                raise ValueError
+            args.lr_overrides[name] = float(val)
+        except ValueError:
+            p.error(f"--lr: cannot read {item!r}; write NAME=VALUE with NAME one of the optimizers")
+    for k in ("epochs", "image_size", "batch_size"):
+        if getattr(args, k) < 1:
+            p.error(f"--{k.replace('_', '-')} must be at least 1")
+    return args
+
+
+def hyperparams_for(name: str, lr_overrides: dict) -> dict:
+    from train import optimizers
+
+    hp = dict(optimizers.DEFAULTS[name])
+    if name in lr_overrides:
+        hp["learning_rate"] = lr_overrides[name]
+    return hp
+
+
+def versions() -> dict:
+    import numpy
+    import paddle
+    import PIL
+
+    return {"python": platform.python_version(), "paddle": paddle.__version__, "numpy": numpy.__version__,
+            "pillow": PIL.__version__, "platform": platform.platform()}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    t_start = time.perf_counter()
+    from train.data import load_splits, resolve
+
+    try:
+        ds, note = resolve(args.data)
+    except DatasetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if note:
+        print(f"*** {note} ***", file=sys.stderr)
+    for n in ds.notes:
+        print(f"note: {n}", file=sys.stderr)
+    run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}-{args.image_size}px-{args.epochs}ep-seed{args.seed}")
+    os.makedirs(run, exist_ok=True)
+
+    cfg_path = os.path.join(run, "config.json")
+    old = read_json(cfg_path, {})
+    identity = {"data_fingerprint": ds.fingerprint(), "model": args.model, "image_size": args.image_size,
+                "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "pretrained": args.pretrained}
+    changed = [k for k in IDENTITY if k in old.get("identity", {}) and old["identity"][k] != identity[k]]
+    if changed:
+        was = ", ".join(f"{k}={old['identity'][k]}" for k in changed)
+        print(f"error: {run} was made with different settings ({was}); use another --out or the same settings", file=sys.stderr)
+        return 2
+    hps = dict(old.get("hyperparams", {}))
+    for name in args.optimizers:
+        hp = hyperparams_for(name, args.lr_overrides)
+        if name in hps and hps[name] != hp and os.path.isdir(os.path.join(run, name)):
+            print(f"error: {name} in {run} was trained with {hps[name]}, not {hp}; use another --out", file=sys.stderr)
+            return 2
+        hps[name] = hp
+    order = list(dict.fromkeys(old.get("optimizers", []) + args.optimizers))
+    device = models.runtime.pick_device(args.device)
+
+    todo = [n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))]
+    splits = info = None
+    if todo or "data" not in old:
+        splits, info = load_splits(ds, args.image_size, args.cache_dir, args.workers)
+    data_info = old.get("data") if info is None else {
+        "root": ds.root, "layout": ds.layout, "fingerprint": identity["data_fingerprint"], "counts": ds.counts(),
+        "sizes": {sp: len(s) for sp, s in splits.items()}, "skipped": info["skipped"], "missing": ds.missing,
+        "notes": ds.notes + ([note] if note else [])}
+    config = {"identity": identity, **{k: identity[k] for k in IDENTITY if k != "data_fingerprint"},
+              "classes": list(ds.classes), "optimizers": order, "hyperparams": hps, "device": device,
+              "lr_schedule": "cosine decay per epoch from each optimizer's learning_rate", "augmentation": "random horizontal flip",
+              "data": data_info, "versions": versions()}
+    write_json(cfg_path, config)
+    if info is not None and (info["skipped"] or ds.missing):
+        print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
+
+    import paddle
+
+    init_path = os.path.join(run, "init.pdparams")
+    if not os.path.exists(init_path):
+        paddle.seed(args.seed)
+        try:
+            net = models.build_model(args.model, len(ds.classes), pretrained=args.pretrained)
+        except (ValueError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        save_paddle(net.state_dict(), init_path)
+    init_state = paddle.load(init_path) if todo else None
+
+    from train.loop import train_one
+    from train.report import leaderboard_text, write_reports
+
+    results = {}
+    try:
+        for i, name in enumerate(args.optimizers, 1):
+            try:
+                results[name] = train_one(name, os.path.join(run, name), model_name=args.model, num_classes=len(ds.classes),
+                                          init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
+                                          batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
+            except (ValueError, RuntimeError, MemoryError, OSError) as e:
+                results[name] = {"status": f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
+                print(f"{name}: {results[name]['status']}", file=sys.stderr)
+            r = results[name]
+            if r.get("test_acc") is not None:
+                print(f"{name}: {r['status']}, best val {100 * r['best_val_acc']:.1f}% @ epoch {r['best_epoch']}, "
+                      f"test {100 * r['test_acc']:.1f}%, {r['train_seconds'] / 60:.1f} min", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
+        return 130
+    finally:
+        for name in order:  # optimizers of earlier invocations of the same run
+            if name not in results:
+                r = read_json(os.path.join(run, name, "result.json"))
+                if r:
+                    results[name] = r
+        histories = {n: read_json(os.path.join(run, n, "history.json"), []) for n in results}
+        results = {n: results[n] for n in order if n in results}
+        write_json(os.path.join(run, "results.json"), {"run": os.path.abspath(run), "data": ds.root, "device": device,
+                                                        "optimizers": results})
+        title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, seed {args.seed}, {os.path.basename(ds.root)}"
+        write_reports(run, results, histories, title)
+    print(leaderboard_text(results))
+    shown = os.path.relpath(run) if os.path.abspath(run).startswith(os.getcwd() + os.sep) else os.path.abspath(run)
+    print(f"\nrun directory: {shown}   ({time.perf_counter() - t_start:.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
