@@ -129,15 +129,32 @@ class FromScratch(paddle.optimizer.Optimizer):
             self._flat = {acc: paddle.zeros([sum(self._sizes)], dtype) for acc in self.ACCUMULATORS}
         return self._flat
 
-    @paddle.no_grad()
-    def step(self) -> None:
-        self._t += 1
-        self._lr = float(self.get_lr())
+    def _gradients(self) -> list:
+        """Each trainable parameter's gradient (zeros where it has none), clipped if grad_clip is set."""
         pairs = [(p, p._grad_ivar()) for p in self._params]
         pairs = [(p, g if g is not None else paddle.zeros_like(p)) for p, g in pairs]
         if self._grad_clip is not None:
             pairs = self._grad_clip(pairs)
-        g = flatten([g for _, g in pairs])
+        return [g for _, g in pairs]
+
+    def _views(self, acc: str) -> list:
+        """Per-parameter 1-D views (shared memory) into the flat state vector `acc`."""
+        flat = self._state()[acc]
+        key = (acc, id(flat))
+        if getattr(self, "_view_key", {}).get(acc) != key:
+            offsets = [0]
+            for n in self._sizes:
+                offsets.append(offsets[-1] + n)
+            self._view_cache = {**getattr(self, "_view_cache", {}),
+                                acc: [flat._slice(a, b) for a, b in zip(offsets[:-1], offsets[1:])]}
+            self._view_key = {**getattr(self, "_view_key", {}), acc: key}
+        return self._view_cache[acc]
+
+    @paddle.no_grad()
+    def step(self) -> None:
+        self._t += 1
+        self._lr = float(self.get_lr())
+        g = flatten(self._gradients())
         if self.decay and not self.DECOUPLED:
             g = g + flatten(self._params) * self.decay                           # coupled L2: g + λθ
         delta = self._update(g, *(self._state()[acc] for acc in self.ACCUMULATORS))
@@ -189,6 +206,16 @@ class FromScratch(paddle.optimizer.Optimizer):
 _ONE: dict = {}
 
 
+def scalar(value: float, like) -> paddle.Tensor:
+    """A 0-d tensor holding `value`, in the dtype of `like` (cached: kernels want learning rates as tensors)."""
+    key = (float(value), like.dtype, str(like.place))
+    if key not in _ONE:
+        if len(_ONE) > 64:
+            _ONE.clear()
+        _ONE[key] = paddle.full([], float(value), like.dtype)
+    return _ONE[key]
+
+
 def flatten(tensors) -> paddle.Tensor:
     """One contiguous 1-D copy of `tensors` (same dtype), in order: Paddle's coalesce_tensor kernel,
     one op instead of a reshape per tensor plus a concat."""
@@ -201,11 +228,8 @@ def subtract_pieces(params, pieces, decay: float = 0.0) -> None:
     Paddle's multi-tensor momentum kernel with momentum 0 and learning rate 1 computes
     v_i = Δ_i + decay·θ_i and θ_i −= v_i; the pieces double as its (scratch) velocity buffers, so this
     costs one op where a Python loop would cost three per parameter (reshape, scale, subtract)."""
-    key = (params[0].dtype, str(params[0].place))
-    if key not in _ONE:
-        _ONE[key] = paddle.ones([], params[0].dtype)
     method = "l2_decay" if decay else ""
-    _C_ops.merged_momentum_(params, pieces, list(pieces), [_ONE[key]], None, 0.0, False,
+    _C_ops.merged_momentum_(params, pieces, list(pieces), [scalar(1.0, params[0])], None, 0.0, False,
                             [method] * len(params), [float(decay)] * len(params), False, 1.0)
 
 
