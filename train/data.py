@@ -80,7 +80,8 @@ def load_splits(ds: Dataset, size: int, cache_dir: str, workers: int = 0) -> tup
     hit = meta is not None
     if not hit:
         meta = _build_cache(ds, size, folder, workers)
-    splits = {sp: Split(np.load(os.path.join(folder, f"{sp}_x.npy")), np.load(os.path.join(folder, f"{sp}_y.npy")))
+    # memory-mapped: data-parallel ranks on one machine share the page cache instead of one copy each
+    splits = {sp: Split(np.load(os.path.join(folder, f"{sp}_x.npy"), mmap_mode="r"), np.load(os.path.join(folder, f"{sp}_y.npy")))
               for sp in SPLITS}
     return splits, {"cache": folder, "cache_hit": hit, "skipped": meta["skipped"]}
 

@@ -21,6 +21,7 @@ write only their own `<run>/<optimizer>/`; the parent alone writes results.json 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import os
@@ -58,7 +59,8 @@ def setup(pref: str) -> str:
             paddle.set_device(device)
         else:  # CPU ranks, also on a GPU machine with --device cpu
             os.environ["PADDLE_DISTRI_BACKEND"] = "gloo"
-        dist.init_parallel_env()
+        with contextlib.redirect_stderr(io.StringIO()):  # Paddle prints a banner of its modified FLAGS here
+            dist.init_parallel_env()
         RANK, WORLD = dist.get_rank(), dist.get_world_size()
     return device
 
