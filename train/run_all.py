@@ -191,6 +191,7 @@ def main(argv=None) -> int:
                 results[name] = {"status": failure(e)}
             say(name, results[name])
     except KeyboardInterrupt:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher repeats SIGTERM: let the reports below finish
         if D.is_main():
             print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
         return 130
