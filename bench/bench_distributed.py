@@ -5,7 +5,8 @@
 Prints (1) training throughput of 2 data-parallel CPU processes (`python -m paddle.distributed.launch
 --nproc_per_node 2 train/run_all.py`) ÷ 1 process (`python train/run_all.py`), from the last epoch's
 time in history.json (training plus the validation pass), and (2) the wall time of a 4-optimizer sweep
-with `--parallel 2` ÷ the sequential sweep, whole commands timed (start-up included). Both baselines run
+with `--parallel 2` ÷ the sequential sweep, whole commands timed (start-up included: each --parallel
+worker pays its own Python + Paddle start, about 2-3 CPU seconds, once per optimizer). Both baselines run
 in the same invocation, on the same cached data. The CPU may be shared: it also prints how many cores
 other processes kept busy meanwhile (from /proc/stat), and the CPU seconds each command used.
 """
@@ -57,6 +58,17 @@ def epoch_ips(run: str, name: str) -> float:
         return n / json.load(f)[-1]["seconds"]
 
 
+def mean_epoch_seconds(run: str) -> float:
+    """Mean epoch time over every optimizer and epoch of a run directory (training + validation)."""
+    with open(os.path.join(run, "config.json")) as f:
+        names = json.load(f)["optimizers"]
+    secs = []
+    for name in names:
+        with open(os.path.join(run, name, "history.json")) as f:
+            secs += [h["seconds"] for h in json.load(f)]
+    return sum(secs) / len(secs)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", default=None, help=f"dataset (default: generated under {os.path.relpath(BENCH_DATA, ROOT)})")
@@ -65,6 +77,7 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--epochs", type=int, default=2, help="epochs of the throughput runs (the last one is timed)")
     p.add_argument("--optimizers", default="sgd,momentum,adam,adamw", help="the sweep timed sequentially and with --parallel 2")
+    p.add_argument("--sweep-epochs", type=int, default=2, help="epochs per optimizer in the timed sweeps")
     a = p.parse_args()
     data = a.data or BENCH_DATA
     if a.data is None and not os.path.exists(os.path.join(data, "labels.csv")):
@@ -77,9 +90,10 @@ def main():
         w1, c1 = sh(*run, "--out", f"{tmp}/one")
         w2, c2 = sh("-m", "paddle.distributed.launch", "--nproc_per_node", 2, "--log_dir", f"{tmp}/log", *run, "--out", f"{tmp}/two")
         one, two = epoch_ips(f"{tmp}/one", "sgd"), epoch_ips(f"{tmp}/two", "sgd")
-        sweep = ["train/run_all.py", *common, "--optimizers", a.optimizers, "--epochs", 1]
+        sweep = ["train/run_all.py", *common, "--optimizers", a.optimizers, "--epochs", a.sweep_epochs]
         seq, cs = sh(*sweep, "--out", f"{tmp}/seq")
         par, cp = sh(*sweep, "--out", f"{tmp}/par", "--parallel", 2)
+        e_seq, e_par = mean_epoch_seconds(f"{tmp}/seq"), mean_epoch_seconds(f"{tmp}/par")
         mine = resource.getrusage(resource.RUSAGE_CHILDREN)
         mine = mine.ru_utime + mine.ru_stime
     wall = time.perf_counter() - t0
@@ -90,8 +104,10 @@ def main():
     print(f"1 process          : {one:7.1f} img/s  (last epoch; whole command {w1:.1f} s wall, {c1:.1f} CPU s)")
     print(f"2 processes (gloo) : {two:7.1f} img/s  (last epoch; whole command {w2:.1f} s wall, {c2:.1f} CPU s)")
     print(f"data-parallel throughput 2 processes / 1: {two / one:.2f}")
-    print(f"sweep of {n_opt} optimizers x 1 epoch: sequential {seq:.1f} s wall ({cs:.1f} CPU s), "
+    print(f"sweep of {n_opt} optimizers x {a.sweep_epochs} epochs: sequential {seq:.1f} s wall ({cs:.1f} CPU s), "
           f"--parallel 2 {par:.1f} s wall ({cp:.1f} CPU s)")
+    print(f"mean epoch time of one optimizer: {e_seq:.2f} s alone, {e_par:.2f} s beside another "
+          f"(1.00 would mean each worker had a core to itself; 2.00 that they shared one): {e_par / e_seq:.2f}")
     print(f"sweep wall time --parallel 2 / sequential: {par / seq:.2f}")
 
 if __name__ == "__main__":

@@ -266,3 +266,14 @@ def test_parallel_sweep_equals_the_sequential_sweep(tiny_run, kaggle_fixture, tm
 def test_parallel_must_be_positive(tmp_path):
     p = run_cli("train/run_all.py", "--parallel", "0", "--out", tmp_path / "x", check=False)
     assert p.returncode == 2 and "--parallel must be at least 1" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_parallel_reports_a_failing_optimizer_like_the_sequential_sweep(kaggle_fixture, tmp_path):
+    args = ["train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", "--lr", "adam=-1", *TINY]
+    seq = run_cli(*args, "--out", tmp_path / "seq")
+    par = run_cli(*args, "--out", tmp_path / "par", "--parallel", "2")
+    a = load(tmp_path / "seq" / "results.json")["optimizers"]["adam"]["status"]
+    b = load(tmp_path / "par" / "results.json")["optimizers"]["adam"]["status"]
+    assert a == b and a.startswith("failed: ValueError") and "learning_rate" in a
+    assert "adam: failed: ValueError" in seq.stderr and "adam: failed: ValueError" in par.stderr
+    assert not (tmp_path / "par" / "adam" / "result.json").exists()  # a rerun tries it again
