@@ -14,6 +14,7 @@ import time
 import numpy as np
 import pytest
 
+import models  # noqa: F401  (first: quiets Paddle's import-time warnings)
 from conftest import ROOT, run_cli
 
 CACHE = os.path.join(ROOT, ".cache", "images")  # run_all.py's default --cache-dir
@@ -39,7 +40,6 @@ def evaluate_checkpoint(path, data, size, split):
     """(loss, accuracy) of a saved checkpoint on one split, evaluated in this single process."""
     import paddle
 
-    import models
     from models.dataset import open_dataset
     from train.data import load_splits
     from train.loop import evaluate
@@ -228,7 +228,6 @@ def test_two_nodes_on_localhost_with_an_uneven_last_batch(tmp_path):
         assert len(set(h["rank_weights_sha256"])) == 1
     import paddle
 
-    import models
     from models.dataset import open_dataset
     from train.data import load_splits
     from train.loop import evaluate
@@ -277,3 +276,12 @@ def test_parallel_reports_a_failing_optimizer_like_the_sequential_sweep(kaggle_f
     assert a == b and a.startswith("failed: ValueError") and "learning_rate" in a
     assert "adam: failed: ValueError" in seq.stderr and "adam: failed: ValueError" in par.stderr
     assert not (tmp_path / "par" / "adam" / "result.json").exists()  # a rerun tries it again
+
+
+def test_gpu_requested_without_one_is_a_one_line_error(tmp_path):
+    import paddle
+
+    if paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        pytest.skip("this machine has a GPU")
+    p = run_cli("train/run_all.py", "--device", "gpu", "--out", tmp_path / "x", check=False)
+    assert p.returncode == 2 and "--device gpu: no CUDA device" in p.stderr and "Traceback" not in p.stderr

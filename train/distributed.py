@@ -50,18 +50,22 @@ LR_RULE = ("none: --batch-size is the global batch whatever the number of ranks 
 def setup(pref: str) -> str:
     """Choose the device ('auto'|'cpu'|'gpu') and, under the launcher, join the process group.
 
-    Returns the device string in use. With one rank this is models.runtime.pick_device alone."""
+    Returns the device string in use. With one rank this is models.runtime.pick_device alone; with
+    several, a GPU rank takes the card the launcher gave it (FLAGS_selected_gpus, never touching gpu:0
+    first) and NCCL, CPU ranks gloo. RuntimeError: no usable GPU for 'gpu', or the ranks cannot meet."""
     global RANK, WORLD
-    device = models.runtime.pick_device(pref)
-    if dist.ParallelEnv().world_size > 1:
-        if device.startswith("gpu"):  # the launcher gives each rank its own card (FLAGS_selected_gpus)
-            device = f"gpu:{dist.ParallelEnv().device_id}"
-            paddle.set_device(device)
-        else:  # CPU ranks, also on a GPU machine with --device cpu
-            os.environ["PADDLE_DISTRI_BACKEND"] = "gloo"
-        with contextlib.redirect_stderr(io.StringIO()):  # Paddle prints a banner of its modified FLAGS here
-            dist.init_parallel_env()
-        RANK, WORLD = dist.get_rank(), dist.get_world_size()
+    env = dist.ParallelEnv()
+    if env.world_size == 1:
+        return models.runtime.pick_device(pref)
+    if pref != "cpu" and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+        device = f"gpu:{env.device_id}"
+        paddle.set_device(device)
+    else:  # CPU ranks, also on a GPU machine with --device cpu
+        device = models.runtime.pick_device("cpu" if pref == "auto" else pref)  # 'gpu' here: its one-line error
+        os.environ["PADDLE_DISTRI_BACKEND"] = "gloo"
+    with contextlib.redirect_stderr(io.StringIO()):  # Paddle prints a banner of its modified FLAGS here
+        dist.init_parallel_env()
+    RANK, WORLD = dist.get_rank(), dist.get_world_size()
     return device
 
 

@@ -98,7 +98,11 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     from train import distributed as D
 
-    device = D.setup(args.device)  # under paddle.distributed.launch: joins the ranks; rank 0 alone writes files
+    try:
+        device = D.setup(args.device)  # under paddle.distributed.launch: joins the ranks; rank 0 alone writes files
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if args.parallel > 1 and D.WORLD > 1:
         print("error: --parallel runs whole optimizers side by side; do not combine it with paddle.distributed.launch",
               file=sys.stderr)
@@ -188,6 +192,10 @@ def main(argv=None) -> int:
                                           init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
             except FAILURES as e:
+                if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
+                    print(f"error: {name}: {failure(e)}; stopping every rank (run the same command again to resume)",
+                          file=sys.stderr)
+                    return 1
                 results[name] = {"status": failure(e)}
             say(name, results[name])
     except KeyboardInterrupt:
