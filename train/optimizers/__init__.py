@@ -43,7 +43,7 @@ DEFAULTS: dict[str, dict] = {
         "weight_decay": 0.0,          # Paddle default (none)
     },
     "momentum": {
-        "learning_rate": 0.01,        # = sgd's 0.1 × (1 − β): same effective step as plain SGD
+        "learning_rate": 0.1,         # He et al. 2016 (ResNet): lr 0.1 with momentum 0.9
         "momentum": 0.9,              # Sutskever et al. 2013 / Paddle default
         "use_nesterov": False,        # Paddle default
         "weight_decay": 0.0,          # Paddle default (none)
@@ -97,7 +97,7 @@ DEFAULTS: dict[str, dict] = {
         "weight_decay": 0.01,         # Paddle default (lamb_weight_decay, decoupled, inside the trust ratio)
     },
     "qhm": {
-        "learning_rate": 0.1,         # Ma & Yarats 2019: momentum's lr 0.01 / (1 − 0.9) (dampened units)
+        "learning_rate": 1.0,         # Ma & Yarats 2019 (ImageNet ResNet): momentum's 0.1 / (1 − 0.9), dampened units
         "beta": 0.999,                # Ma & Yarats 2019 rule of thumb
         "nu": 0.7,                    # Ma & Yarats 2019 rule of thumb
         "weight_decay": 0.0,          # qhoptim default
@@ -118,7 +118,7 @@ DEFAULTS: dict[str, dict] = {
         "weight_decay": 0.0,          # qhoptim default
     },
     "lion": {
-        "learning_rate": 1e-4,        # Chen et al. 2023 official code default (3-10x below AdamW's)
+        "learning_rate": 3e-4,        # Chen et al. 2023: 3-10x below AdamW's 1e-3 (their code's 1e-4 is slow here)
         "beta1": 0.9,                 # Chen et al. 2023
         "beta2": 0.99,                # Chen et al. 2023
         "weight_decay": 0.0,          # Chen et al. 2023 official code default
@@ -134,6 +134,8 @@ DEFAULTS: dict[str, dict] = {
 DEFAULTS["lookahead"].update({k: v for k, v in DEFAULTS[DEFAULTS["lookahead"]["inner"]].items()})
 
 # Built-ins: name -> (Paddle class, {hyperparameter: checker}, {our name: Paddle's keyword}).
+# Fixed keywords: Paddle's Lamb skips the trust ratio for parameters without weight decay unless
+# always_adapt=True; the paper applies it to every layer, so we always do.
 _P, _c = paddle.optimizer, _check
 _BUILTINS = {
     "sgd": (_P.SGD, {"learning_rate": _c.positive, "weight_decay": _c.nonnegative}, {}),
@@ -154,6 +156,7 @@ _BUILTINS = {
     "lamb": (_P.Lamb, {"learning_rate": _c.positive, "beta1": _c.unit, "beta2": _c.unit, "epsilon": _c.positive,
                        "weight_decay": _c.nonnegative}, {"weight_decay": "lamb_weight_decay"}),
 }
+_FIXED = {"lamb": {"always_adapt": True}}
 _DECOUPLED = ("adamw", "lamb")  # Paddle takes their weight_decay as a plain coefficient, not an L2 regularizer
 _OURS = {"qhm": QHM, "qhadam": QHAdam, "lion": Lion, "adabelief": AdaBelief}
 
@@ -208,7 +211,7 @@ def create(name: str, parameters, **overrides) -> paddle.optimizer.Optimizer:
     kwargs = {rename.get(k, k): checks[k](k, v) for k, v in hp.items()}
     if name not in _DECOUPLED:
         kwargs["weight_decay"] = kwargs["weight_decay"] or None  # 0: no L2 regularizer op at all
-    return _CLASSES[name](parameters=parameters, **kwargs)
+    return _CLASSES[name](parameters=parameters, **kwargs, **_FIXED.get(name, {}))
 
 
 __all__ = ["DEFAULTS", "NAMES", "create", "hyperparams", "QHM", "QHAdam", "Lion", "AdaBelief", "Lookahead"]

@@ -25,18 +25,16 @@ class Lion(FromScratch):
     """
 
     ACCUMULATORS = ("moment",)
+    DECOUPLED = True  # θ ← θ·(1 − ηλ) before the step, done by FromScratch.step
 
     def __init__(self, parameters, learning_rate: float = 1e-4, beta1: float = 0.9, beta2: float = 0.99,
                  weight_decay: float = 0.0, name: str | None = None):
         self.beta1 = _check.unit("beta1", beta1)
         self.beta2 = _check.unit("beta2", beta2)
-        self.decay = _check.nonnegative("weight_decay", weight_decay)
-        super().__init__(learning_rate, parameters, None, name)
+        super().__init__(learning_rate, parameters, weight_decay, name=name)
 
-    def _update(self, p, g, m):
-        η, β1, β2, λ = self._lr, self.beta1, self.beta2, self.decay
-        c = m * β1 + g * (1 - β1)                     # c_t
-        if λ:
-            p.scale_(1 - η * λ)                       # θ −= ηλθ  (decoupled decay)
-        p.subtract_(c.sign() * η)                     # θ −= η sign(c_t)
+    def _update(self, g, m):
+        η, β1, β2 = self._lr, self.beta1, self.beta2
+        c = m * β1 + g * (1 - β1)                     # c_t (from m_{t−1})
         m.scale_(β2).add_(g * (1 - β2))               # m_t
+        return c.sign() * η                           # θ −= η·sign(c_t)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import paddle
 
 from train.optimizers import _check
-from train.optimizers.base import FORMAT, check_layout
+from train.optimizers.base import FORMAT, check_layout, copy_into, move_towards
 
 
 class Lookahead(paddle.optimizer.Optimizer):
@@ -39,6 +39,8 @@ class Lookahead(paddle.optimizer.Optimizer):
         super().__init__(learning_rate=float(inner.get_lr()), parameters=inner._parameter_list)
         self._fast = [p for p in self._parameter_list if not p.stop_gradient]
         self._slow = None  # φ, one tensor per trainable parameter, created at the first step
+        self._scratch = None
+        self._neg_alpha = paddle.full([], -self.alpha, self._fast[0].dtype)
         self._t = 0
 
     @paddle.no_grad()
@@ -48,9 +50,10 @@ class Lookahead(paddle.optimizer.Optimizer):
         self.inner.step()                                             # θ ← θ + A(L, θ)
         self._t += 1
         if self._t % self.k == 0:
-            for θ, φ in zip(self._fast, self._slow):
-                φ.lerp_(θ, self.alpha)                                # φ ← φ + α(θ − φ)
-                paddle.assign(φ, output=θ)                            # θ ← φ
+            if self._scratch is None:
+                self._scratch = [paddle.zeros_like(p) for p in self._fast]
+            move_towards(self._slow, self._fast, self._neg_alpha, self._scratch)  # φ ← φ + α(θ − φ)
+            copy_into(self._fast, self._slow)                                     # θ ← φ
 
     def clear_grad(self, set_to_zero: bool = True) -> None:
         self.inner.clear_grad(set_to_zero)

@@ -33,15 +33,17 @@ class QHAdam(FromScratch):
         self.nu1 = _check.closed_unit("nu1", nu1)
         self.nu2 = _check.closed_unit("nu2", nu2)
         self.epsilon = _check.positive("epsilon", epsilon)
-        super().__init__(learning_rate, parameters, weight_decay, name)
+        super().__init__(learning_rate, parameters, weight_decay, name=name)
 
-    def _update(self, p, g, m, v):
+    def _update(self, g, m, v):
         α, β1, β2, ν1, ν2, ε, t = self._lr, self.beta1, self.beta2, self.nu1, self.nu2, self.epsilon, self._t
+        # In-place ops on few temporaries: every new full-size tensor costs an allocation (bench/).
         g2 = g * g
-        m.scale_(β1).add_(g * (1 - β1))                       # m_t
-        v.scale_(β2).add_(g2 * (1 - β2))                      # v_t
-        m_hat = m * (1 / (1 - β1 ** t))
-        v_hat = v * (1 / (1 - β2 ** t))
-        numer = (1 - ν1) * g + ν1 * m_hat
-        denom = ((1 - ν2) * g2 + ν2 * v_hat).sqrt() + ε
-        p.subtract_(α * numer / denom)
+        m.scale_(β1).add_(g * (1 - β1))                               # m_t = β₁m + (1 − β₁)g
+        v.scale_(β2).add_(g2 * (1 - β2))                              # v_t = β₂v + (1 − β₂)g²
+        denom = v * (1 / (1 - β2 ** t))                               # v̂_t
+        if ν2 != 1:
+            denom.scale_(ν2).add_(g2.scale_(1 - ν2))                  # (1 − ν₂)g² + ν₂v̂
+        denom.sqrt_().scale_(1.0, bias=ε).reciprocal_()               # 1 / (√· + ε)
+        numer = (m * (α * ν1 / (1 - β1 ** t))).add_(g * (α * (1 - ν1)))  # α[(1 − ν₁)g + ν₁m̂]
+        return numer.multiply_(denom)

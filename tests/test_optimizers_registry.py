@@ -1,0 +1,102 @@
+"""The registry: names, documented defaults, the interface every optimizer returns, clear errors,
+and the visualization entry point."""
+from __future__ import annotations
+
+import inspect
+import os
+import re
+
+import models  # noqa: F401  (first: quiets Paddle)
+import numpy as np
+import paddle
+import pytest
+from PIL import Image
+
+import train.optimizers as registry
+from train.optimizers import DEFAULTS, NAMES, create, hyperparams
+
+from conftest import run_cli
+
+SWEEP_ORDER = ("sgd", "momentum", "rmsprop", "adam", "adadelta", "adagrad", "adamax", "adamw", "lamb", "qhm",
+               "lookahead", "qhadam", "lion", "adabelief")
+
+
+def test_names_in_sweep_order_and_every_default_has_a_learning_rate():
+    assert NAMES == SWEEP_ORDER
+    assert set(DEFAULTS) == set(NAMES)
+    for name in NAMES:
+        assert DEFAULTS[name]["learning_rate"] > 0, name
+        assert hyperparams(name) == DEFAULTS[name]
+
+
+def test_every_default_value_names_its_source():
+    src = inspect.getsource(registry)
+    block = src[src.index("DEFAULTS: dict"):src.index("\n}\n", src.index("DEFAULTS: dict"))]
+    values = [ln for ln in block.splitlines() if re.match(r'\s+"\w+": [^{]', ln)]
+    assert len(values) == sum(len(DEFAULTS[n]) for n in NAMES if n != "lookahead") + 3
+    missing = [ln.strip() for ln in values if "#" not in ln or len(ln.split("#", 1)[1].strip()) < 8]
+    assert not missing, f"defaults without a source comment: {missing}"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_created_optimizer_supports_the_training_loop(name):
+    net = paddle.nn.Linear(3, 2)
+    opt = create(name, net.parameters())
+    assert isinstance(opt, paddle.optimizer.Optimizer)
+    assert opt.get_lr() == pytest.approx(hyperparams(name)["learning_rate"])
+    opt.set_lr(0.5 * opt.get_lr())
+    assert opt.get_lr() == pytest.approx(0.5 * hyperparams(name)["learning_rate"])
+    before = net.weight.numpy().copy()
+    net(paddle.ones([4, 3])).sum().backward()
+    opt.step()
+    opt.clear_grad()
+    assert not np.array_equal(before, net.weight.numpy())
+    assert net.weight.grad is None or float(net.weight.grad.abs().sum()) == 0.0
+    assert opt.state_dict()["format"] == "train.optimizers/1"
+
+
+def test_lookahead_defaults_follow_its_inner_optimizer():
+    assert hyperparams("lookahead")["inner"] == "adam"
+    hp = hyperparams("lookahead", inner="sgd", k=10)
+    assert hp == {"inner": "sgd", "k": 10, "alpha": 0.5, **DEFAULTS["sgd"]}
+
+
+@pytest.mark.parametrize("name,overrides,message", [
+    ("adamm", {}, "unknown optimizer 'adamm'; choose from sgd, momentum"),
+    ("adam", {"momentum": 0.9}, "unknown hyperparameter 'momentum' for adam; it takes learning_rate"),
+    ("adam", {"learning_rate": 0}, r"invalid learning_rate: 0 \(must be > 0\)"),
+    ("momentum", {"momentum": 1.0}, r"invalid momentum: 1.0 \(must be in \[0, 1\)\)"),
+    ("rmsprop", {"epsilon": -1e-8}, "invalid epsilon: -1e-08"),
+    ("sgd", {"weight_decay": float("nan")}, "invalid weight_decay: nan"),
+    ("qhm", {"nu": 1.5}, r"invalid nu: 1.5 \(must be in \[0, 1\]\)"),
+    ("qhadam", {"beta2": -0.1}, "invalid beta2: -0.1"),
+    ("lion", {"learning_rate": "fast"}, "invalid learning_rate: 'fast'"),
+    ("adabelief", {"epsilon": 0}, "invalid epsilon: 0"),
+    ("lookahead", {"k": 0}, r"invalid k: 0 \(must be an integer >= 1\)"),
+    ("lookahead", {"alpha": 2}, "invalid alpha: 2"),
+    ("lookahead", {"inner": "lookahead"}, "invalid inner: 'lookahead'"),
+    ("lookahead", {"beta": 0.9}, "unknown hyperparameter 'beta' for adam"),
+    ("momentum", {"use_nesterov": "yes"}, "invalid use_nesterov: 'yes'"),
+])
+def test_bad_names_and_values_raise_value_error_naming_them(name, overrides, message):
+    with pytest.raises(ValueError, match=message):
+        create(name, paddle.nn.Linear(3, 2).parameters(), **overrides)
+
+
+def test_visualize_writes_the_plots(tmp_path):
+    out = tmp_path / "img"
+    p = run_cli("train/visualize_optimizers.py", "--out", out, "--optimizers", "sgd,qhm,lookahead", "--steps", "40")
+    written = p.stdout.split()
+    assert sorted(os.path.basename(w) for w in written) == ["optimizers_loss.png", "optimizers_rastrigin.png",
+                                                           "optimizers_rosenbrock.png"]
+    for w in written:
+        img = np.asarray(Image.open(w).convert("L"), dtype=float)
+        assert img.shape[0] > 150 and img.shape[1] > 400
+        assert img.std() > 10  # a drawing, not a blank canvas
+    assert not [f for f in os.listdir(out) if not f.endswith(".png")]  # no temp files left behind
+
+
+def test_visualize_rejects_unknown_optimizer_in_one_line(tmp_path):
+    p = run_cli("train/visualize_optimizers.py", "--out", tmp_path, "--optimizers", "adam,nope", check=False)
+    assert p.returncode == 2
+    assert "unknown optimizer(s) nope" in p.stderr and "Traceback" not in p.stderr
