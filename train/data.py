@@ -80,7 +80,8 @@ def load_splits(ds: Dataset, size: int, cache_dir: str, workers: int = 0) -> tup
     hit = meta is not None
     if not hit:
         meta = _build_cache(ds, size, folder, workers)
-    splits = {sp: Split(np.load(os.path.join(folder, f"{sp}_x.npy")), np.load(os.path.join(folder, f"{sp}_y.npy")))
+    # memory-mapped: data-parallel ranks on one machine share the page cache instead of one copy each
+    splits = {sp: Split(np.load(os.path.join(folder, f"{sp}_x.npy"), mmap_mode="r"), np.load(os.path.join(folder, f"{sp}_y.npy")))
               for sp in SPLITS}
     return splits, {"cache": folder, "cache_hit": hit, "skipped": meta["skipped"]}
 
@@ -114,14 +115,30 @@ def _build_cache(ds: Dataset, size: int, folder: str, workers: int) -> dict:
     return meta
 
 
-def batches(split: Split, batch_size: int, rng: np.random.Generator | None = None, augment: bool = False):
-    """Yield (x float32 NCHW, y int64) batches; shuffled and randomly h-flipped when rng is given."""
+def shard(n: int, rank: int, world: int) -> tuple[int, int]:
+    """[lo, hi) of rank's part when n items are cut into `world` contiguous parts as even as possible
+    (the first n % world parts one longer; some parts are empty when n < world)."""
+    q, r = divmod(n, world)
+    lo = rank * q + min(rank, r)
+    return lo, lo + q + (rank < r)
+
+
+def batches(split: Split, batch_size: int, rng: np.random.Generator | None = None, augment: bool = False,
+            rank: int = 0, world: int = 1):
+    """Yield (x float32 NCHW, y int64) batches; shuffled and randomly h-flipped when rng is given.
+
+    Data-parallel (world > 1): the permutation and the flips are drawn for the whole batch exactly as in
+    one process, then this rank gets its `shard` of it, so the ranks' shards of each batch are together
+    the single-process batch (no padding, no duplicates; the last one may be empty on some ranks)."""
     n = len(split)
     order = rng.permutation(n) if rng is not None else np.arange(n)
     for i in range(0, n, batch_size):
         idx = order[i:i + batch_size]
+        flip = rng.random(len(idx)) < 0.5 if augment and rng is not None else None
+        if world > 1:
+            lo, hi = shard(len(idx), rank, world)
+            idx, flip = idx[lo:hi], None if flip is None else flip[lo:hi]
         x = split.images[idx]
-        if augment and rng is not None:
-            flip = rng.random(len(idx)) < 0.5
+        if flip is not None:
             x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
         yield normalize(x), split.labels[idx]

@@ -7,6 +7,10 @@ Files in runs/<run>/<optimizer>/:
 
 Determinism: each epoch's data order, flips and Paddle seed derive from (seed, epoch) alone, and the
 learning rate is a function of the epoch, so a run resumed after a kill equals an uninterrupted one.
+
+Under `python -m paddle.distributed.launch` (train/distributed.py) the same loop runs data-parallel:
+each rank trains on its shard of every batch, metrics are summed over the ranks, and rank 0 alone
+reads and writes these files.
 """
 from __future__ import annotations
 
@@ -22,12 +26,21 @@ from tqdm import tqdm
 
 from models import build_model
 from models.io import read_json, save_paddle, write_json
+from train import distributed as D
 from train import optimizers
-from train.data import Split, batches
+from train.data import Split, batches, shard
+
+# Errors that mark one optimizer "failed: ..." while the sweep goes on.
+FAILURES = (ValueError, RuntimeError, MemoryError, OSError)
 
 
 class Diverged(Exception):
     pass
+
+
+def failure(e: BaseException) -> str:
+    """The one-line status of an optimizer whose training raised one of FAILURES."""
+    return f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def cosine_lr(base: float, epoch: int, epochs: int) -> float:
@@ -50,28 +63,60 @@ def train_step(model, opt, x, y) -> tuple[float, int]:
     return lv, int((logits.argmax(axis=1) == yt).sum())
 
 
+def train_step_dp(net, opt, x, y) -> tuple[float, float, float]:
+    """One data-parallel step on this rank's shard of a batch (`net` is the paddle.DataParallel model):
+    returns the (loss sum, correct, images) of the whole batch, summed over the ranks.
+
+    The rank's loss is its cross-entropy sum x ranks / batch images, so the gradient DataParallel
+    averages over the ranks is the mean gradient of the whole batch, however unevenly the last batch
+    splits. A rank whose shard is empty still joins the gradient all-reduce, with a zero-weighted
+    stand-in image run in eval mode (its BatchNorm statistics stay untouched)."""
+    empty = len(y) == 0
+    if empty:
+        x, y = np.zeros((1, *x.shape[1:]), np.float32), np.zeros(1, np.int64)
+        net.eval()
+    yt = paddle.to_tensor(y)
+    logits = net(paddle.to_tensor(x))
+    loss = F.cross_entropy(logits, yt, reduction="sum")
+    mine = [0.0, 0, 0] if empty else [float(loss), int((logits.argmax(axis=1) == yt).sum()), len(y)]
+    loss_sum, correct, n = D.all_sum(mine)
+    if not math.isfinite(loss_sum):  # every rank sees the same sum, so all of them stop together
+        raise Diverged
+    (loss * (0.0 if empty else D.WORLD / n)).backward()
+    opt.step()
+    opt.clear_grad()
+    if empty:
+        net.train()
+    return loss_sum, correct, n
+
+
 @paddle.no_grad()
 def evaluate(model, split: Split, batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on a split."""
+    """(mean cross-entropy, accuracy) of `model` on a split. Data-parallel, each rank evaluates its
+    contiguous shard (no padding) and the sums are reduced: the numbers equal a single-process evaluation."""
     if len(split) == 0:
         return float("nan"), float("nan")
     model.eval()
+    lo, hi = shard(len(split), D.RANK, D.WORLD)
     loss_sum, correct = 0.0, 0
-    for x, y in batches(split, batch_size):
+    for x, y in batches(Split(split.images[lo:hi], split.labels[lo:hi]), batch_size):
         logits = model(paddle.to_tensor(x))
         yt = paddle.to_tensor(y)
         loss_sum += float(F.cross_entropy(logits, yt, reduction="sum"))
         correct += int((logits.argmax(axis=1) == yt).sum())
+    loss_sum, correct = D.all_sum([loss_sum, correct])
     return loss_sum / len(split), correct / len(split)
 
 
 def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_state: dict, hyperparams: dict,
               splits: dict[str, Split], epochs: int, batch_size: int, seed: int, position: str = "") -> dict:
     """Train (or resume, or skip if done) one optimizer and return its result row."""
-    done = read_json(os.path.join(out, "result.json"))
+    main = D.is_main()
+    done = D.share(read_json(os.path.join(out, "result.json")) if main else None)
     if done is not None:
         return done
-    os.makedirs(out, exist_ok=True)
+    if main:
+        os.makedirs(out, exist_ok=True)
     model = build_model(model_name, num_classes)
     model.set_state_dict(init_state)
     opt = optimizers.create(name, model.parameters(), **hyperparams)
@@ -79,12 +124,13 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
 
     start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
     last_path = os.path.join(out, "last.pdstate")
-    if os.path.exists(last_path):
-        state = paddle.load(last_path)
+    state = D.load_shared(last_path)
+    if state is not None:
         model.set_state_dict(state["model"])
         opt.set_state_dict(state["optimizer"])
         start, history, best = state["epoch"], state["history"], state["best"]
 
+    net = D.wrap(model)
     status = "done"
     train = splits["train"]
     for epoch in range(start, epochs):
@@ -95,19 +141,25 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
         model.train()
         loss_sum, correct = 0.0, 0
         bar = tqdm(total=len(train), unit="img", desc=f"{position}{name} {epoch + 1}/{epochs}", leave=False,
-                   disable=None, file=sys.stderr, dynamic_ncols=True)
+                   disable=None if main else True, file=sys.stderr, dynamic_ncols=True)
         try:
-            for x, y in batches(train, batch_size, rng, augment=True):
-                lv, ok = train_step(model, opt, x, y)
-                loss_sum += lv * len(y)
-                correct += ok
-                bar.update(len(y))
+            for x, y in batches(train, batch_size, rng, augment=True, rank=D.RANK, world=D.WORLD):
+                if D.WORLD == 1:
+                    lv, ok = train_step(model, opt, x, y)
+                    loss_sum += lv * len(y)
+                    correct += ok
+                    bar.update(len(y))
+                else:
+                    ls, ok, n = train_step_dp(net, opt, x, y)
+                    loss_sum, correct, lv = loss_sum + ls, correct + ok, ls / n
+                    bar.update(n)
                 bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
         except Diverged:
             status = f"diverged at epoch {epoch + 1}"
             break
         finally:
             bar.close()
+        D.sync_buffers(model)
         val_loss, val_acc = evaluate(model, splits["val"])
         if not math.isfinite(val_loss):
             status = f"diverged at epoch {epoch + 1}"
@@ -115,23 +167,28 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(train), "train_acc": correct / len(train),
                         "val_loss": val_loss, "val_acc": val_acc, "lr": opt.get_lr(),
                         "seconds": round(time.perf_counter() - t0, 3)})
+        if D.WORLD > 1:  # proof that the ranks stayed in step: every rank's weights hash, all equal
+            history[-1]["rank_weights_sha256"] = D.rank_hashes(model)
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch + 1}
-            save_paddle(model.state_dict(), os.path.join(out, "best.pdparams"))
-        write_json(os.path.join(out, "history.json"), history)
-        save_paddle({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                     "history": history, "best": best}, last_path)
+            if main:
+                save_paddle(model.state_dict(), os.path.join(out, "best.pdparams"))
+        if main:
+            write_json(os.path.join(out, "history.json"), history)
+            save_paddle({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+                         "history": history, "best": best}, last_path)
 
     result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
               "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
               "hyperparams": hyperparams}
-    best_path = os.path.join(out, "best.pdparams")
-    if os.path.exists(best_path):
-        model.set_state_dict(paddle.load(best_path))
+    best_state = D.load_shared(os.path.join(out, "best.pdparams"))
+    if best_state is not None:
+        model.set_state_dict(best_state)
         result["test_loss"], result["test_acc"] = evaluate(model, splits["test"])
         result["best_val_acc"], result["best_epoch"] = best["val_acc"], best["epoch"]
-    from train.report import plot_curves
+    if main:
+        from train.report import plot_curves
 
-    plot_curves(name, history, os.path.join(out, "curves.png"))
-    write_json(os.path.join(out, "result.json"), result)
+        plot_curves(name, history, os.path.join(out, "curves.png"))
+        write_json(os.path.join(out, "result.json"), result)
     return result

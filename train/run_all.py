@@ -6,6 +6,10 @@
 Every optimizer starts from the same initial weights and sees the same data order. Kill it at any
 moment and run the same command again: finished optimizers are skipped, an unfinished one resumes
 from its last finished epoch, and the results equal an uninterrupted run's.
+
+Scale out (docs/distributed.md): `--parallel N` trains N optimizers at once (one GPU or a share of the
+CPU each); `python -m paddle.distributed.launch --nproc_per_node 2 train/run_all.py ...` trains each
+optimizer data-parallel over the launcher's ranks (GPUs, or CPU processes), rank 0 writing the files.
 """
 from __future__ import annotations
 
@@ -50,6 +54,8 @@ def parse_args(argv=None):
     p.add_argument("--lr", default="", help="learning-rate overrides, e.g. 'adam=3e-4,sgd=0.1' (defaults: train/optimizers DEFAULTS)")
     p.add_argument("--cache-dir", default=os.path.join(ROOT, ".cache", "images"), help="where decoded images are cached")
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: one per core, at most 4)")
+    p.add_argument("--parallel", type=int, default=1, help="train this many optimizers at once, each in its own process "
+                   "on its own GPU (or a share of the CPU threads); results equal the sequential sweep's")
     args = p.parse_args(argv)
     args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     unknown = [o for o in args.optimizers if o not in optimizers.NAMES]
@@ -64,7 +70,7 @@ def parse_args(argv=None):
             args.lr_overrides[name] = float(val)
         except ValueError:
             p.error(f"--lr: cannot read {item!r}; write NAME=VALUE with NAME one of the optimizers")
-    for k in ("epochs", "image_size", "batch_size"):
+    for k in ("epochs", "image_size", "batch_size", "parallel"):
         if getattr(args, k) < 1:
             p.error(f"--{k.replace('_', '-')} must be at least 1")
     return args
@@ -92,6 +98,17 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     t_start = time.perf_counter()
+    from train import distributed as D
+
+    try:
+        device = D.setup(args.device)  # under paddle.distributed.launch: joins the ranks; rank 0 alone writes files
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.parallel > 1 and D.WORLD > 1:
+        print("error: --parallel runs whole optimizers side by side; do not combine it with paddle.distributed.launch",
+              file=sys.stderr)
+        return 2
     from train.data import load_splits, resolve
 
     try:
@@ -104,10 +121,11 @@ def main(argv=None) -> int:
     for n in ds.notes:
         print(f"note: {n}", file=sys.stderr)
     run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}-{args.image_size}px-{args.epochs}ep-seed{args.seed}")
-    os.makedirs(run, exist_ok=True)
+    if D.is_main():
+        os.makedirs(run, exist_ok=True)
 
     cfg_path = os.path.join(run, "config.json")
-    old = read_json(cfg_path, {})
+    old = read_json(cfg_path, {}) if D.is_main() else {}
     identity = {"data_fingerprint": ds.fingerprint(), "model": args.model, "image_size": args.image_size,
                 "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "pretrained": args.pretrained}
     changed = [k for k in IDENTITY if k in old.get("identity", {}) and old["identity"][k] != identity[k]]
@@ -123,9 +141,8 @@ def main(argv=None) -> int:
             return 2
         hps[name] = hp
     order = list(dict.fromkeys(old.get("optimizers", []) + args.optimizers))
-    device = models.runtime.pick_device(args.device)
 
-    todo = [n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))]
+    todo = D.share([n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))])
     splits = info = None
     if todo or "data" not in old:
         splits, info = load_splits(ds, args.image_size, args.cache_dir, args.workers)
@@ -136,15 +153,16 @@ def main(argv=None) -> int:
     config = {"identity": identity, **{k: identity[k] for k in IDENTITY if k != "data_fingerprint"},
               "classes": list(ds.classes), "optimizers": order, "hyperparams": hps, "device": device,
               "lr_schedule": "cosine decay per epoch from each optimizer's learning_rate", "augmentation": "random horizontal flip",
-              "data": data_info, "versions": versions()}
-    write_json(cfg_path, config)
-    if info is not None and (info["skipped"] or ds.missing):
-        print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
+              "distributed": D.describe(args.batch_size), "data": data_info, "versions": versions()}
+    if D.is_main():
+        write_json(cfg_path, config)
+        if info is not None and (info["skipped"] or ds.missing):
+            print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
 
     import paddle
 
     init_path = os.path.join(run, "init.pdparams")
-    if not os.path.exists(init_path):
+    if D.is_main() and not os.path.exists(init_path):
         paddle.seed(args.seed)
         try:
             net = models.build_model(args.model, len(ds.classes), pretrained=args.pretrained)
@@ -152,40 +170,56 @@ def main(argv=None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         save_paddle(net.state_dict(), init_path)
-    init_state = paddle.load(init_path) if todo else None
+    init_state = D.load_shared(init_path) if todo and args.parallel == 1 else None
 
-    from train.loop import train_one
+    from train.loop import FAILURES, failure, train_one
     from train.report import leaderboard_text, write_reports
+
+    def say(name, r):
+        if not D.is_main():
+            return
+        if r["status"].startswith("failed"):
+            print(f"{name}: {r['status']}", file=sys.stderr)
+        if r.get("test_acc") is not None:
+            print(f"{name}: {r['status']}, best val {100 * r['best_val_acc']:.1f}% @ epoch {r['best_epoch']}, "
+                  f"test {100 * r['test_acc']:.1f}%, {r['train_seconds'] / 60:.1f} min", file=sys.stderr)
 
     results = {}
     try:
-        for i, name in enumerate(args.optimizers, 1):
+        if args.parallel > 1:
+            results = D.run_parallel(run, args.optimizers, args.parallel, args.device, args.cache_dir, on_result=say)
+        for i, name in enumerate([] if args.parallel > 1 else args.optimizers, 1):
             try:
                 results[name] = train_one(name, os.path.join(run, name), model_name=args.model, num_classes=len(ds.classes),
                                           init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
-            except (ValueError, RuntimeError, MemoryError, OSError) as e:
-                results[name] = {"status": f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
-                print(f"{name}: {results[name]['status']}", file=sys.stderr)
-            r = results[name]
-            if r.get("test_acc") is not None:
-                print(f"{name}: {r['status']}, best val {100 * r['best_val_acc']:.1f}% @ epoch {r['best_epoch']}, "
-                      f"test {100 * r['test_acc']:.1f}%, {r['train_seconds'] / 60:.1f} min", file=sys.stderr)
+            except FAILURES as e:
+                if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
+                    print(f"error: {name}: {failure(e)}; stopping every rank (run the same command again to resume)",
+                          file=sys.stderr)
+                    return 1
+                results[name] = {"status": failure(e)}
+            say(name, results[name])
     except KeyboardInterrupt:
-        print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher repeats SIGTERM: let the reports below finish
+        if D.is_main():
+            print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
         return 130
     finally:
-        for name in order:  # optimizers of earlier invocations of the same run
-            if name not in results:
-                r = read_json(os.path.join(run, name, "result.json"))
-                if r:
-                    results[name] = r
-        histories = {n: read_json(os.path.join(run, n, "history.json"), []) for n in results}
-        results = {n: results[n] for n in order if n in results}
-        write_json(os.path.join(run, "results.json"), {"run": os.path.abspath(run), "data": ds.root, "device": device,
-                                                        "optimizers": results})
-        title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, seed {args.seed}, {os.path.basename(ds.root)}"
-        write_reports(run, results, histories, title)
+        if D.is_main():  # the other ranks leave the results and reports to rank 0
+            for name in order:  # optimizers of earlier invocations of the same run
+                if name not in results:
+                    r = read_json(os.path.join(run, name, "result.json"))
+                    if r:
+                        results[name] = r
+            histories = {n: read_json(os.path.join(run, n, "history.json"), []) for n in results}
+            results = {n: results[n] for n in order if n in results}
+            write_json(os.path.join(run, "results.json"), {"run": os.path.abspath(run), "data": ds.root, "device": device,
+                                                            "optimizers": results})
+            title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, seed {args.seed}, {os.path.basename(ds.root)}"
+            write_reports(run, results, histories, title)
+    if not D.is_main():
+        return 0
     print(leaderboard_text(results))
     shown = os.path.relpath(run) if os.path.abspath(run).startswith(os.getcwd() + os.sep) else os.path.abspath(run)
     print(f"\nrun directory: {shown}   ({time.perf_counter() - t_start:.1f} s)")
