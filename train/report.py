@@ -77,7 +77,8 @@ def plot_compare(histories: dict[str, list[dict]], path: str) -> None:
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    b.legend(fontsize=8, ncol=2, loc="lower right")
+    if histories and any(histories.values()):
+        b.legend(fontsize=8, ncol=2, loc="lower right")
     fig.tight_layout()
     savefig(fig, path, dpi=100)
     plt.close(fig)
