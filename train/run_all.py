@@ -2,6 +2,7 @@
 
     python train/run_all.py                                   # whole sweep, default profile
     python train/run_all.py --data ../shared/data/hymenoptera --optimizers momentum,qhm --epochs 3 --out runs/hym
+    python train/run_all.py --tune --seeds 3                  # per-optimizer learning rates, 3 seeds (train/tune.py)
 
 Every optimizer starts from the same initial weights and sees the same data order. Kill it at any
 moment and run the same command again: finished optimizers are skipped, an unfinished one resumes
@@ -31,7 +32,7 @@ IDENTITY = ("data_fingerprint", "model", "image_size", "epochs", "batch_size", "
 
 
 def parse_args(argv=None):
-    from train import optimizers
+    from train import optimizers, tune
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None, help="dataset folder (Kaggle layout with labels.csv, or DIR/train|val[/test]/<class>/), "
@@ -48,7 +49,9 @@ def parse_args(argv=None):
     p.add_argument("--lr", default="", help="learning-rate overrides, e.g. 'adam=3e-4,sgd=0.1' (defaults: train/optimizers DEFAULTS)")
     p.add_argument("--cache-dir", default=os.path.join(ROOT, ".cache", "images"), help="where decoded images are cached")
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: one per core, at most 4)")
+    tune.add_arguments(p)
     args = p.parse_args(argv)
+    tune.check_arguments(p, args)
     args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     unknown = [o for o in args.optimizers if o not in optimizers.NAMES]
     if unknown:
@@ -101,7 +104,7 @@ def main(argv=None) -> int:
         print(f"*** {note} ***", file=sys.stderr)
     for n in ds.notes:
         print(f"note: {n}", file=sys.stderr)
-    run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}-{args.image_size}px-{args.epochs}ep-seed{args.seed}")
+    run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}-{args.image_size}px-{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
     os.makedirs(run, exist_ok=True)
 
     cfg_path = os.path.join(run, "config.json")
@@ -113,17 +116,24 @@ def main(argv=None) -> int:
         was = ", ".join(f"{k}={old['identity'][k]}" for k in changed)
         print(f"error: {run} was made with different settings ({was}); use another --out or the same settings", file=sys.stderr)
         return 2
+    from train import tune
+
+    problem = tune.check_run(old, args, {n: hyperparams_for(n, args.lr_overrides) for n in args.optimizers}, run)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     hps = dict(old.get("hyperparams", {}))
     for name in args.optimizers:
         hp = hyperparams_for(name, args.lr_overrides)
-        if name in hps and hps[name] != hp and os.path.isdir(os.path.join(run, name)):
+        if not args.tune and name in hps and hps[name] != hp and os.path.isdir(os.path.join(run, name)):
             print(f"error: {name} in {run} was trained with {hps[name]}, not {hp}; use another --out", file=sys.stderr)
             return 2
         hps[name] = hp
     order = list(dict.fromkeys(old.get("optimizers", []) + args.optimizers))
     device = models.runtime.pick_device(args.device)
 
-    todo = [n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))]
+    todo = [n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))
+            or (args.compare and tune.pending(run, n, args, hps[n]["learning_rate"]))]
     splits = info = None
     if todo or "data" not in old:
         splits, info = load_splits(ds, args.image_size, args.cache_dir, args.workers)
@@ -135,6 +145,8 @@ def main(argv=None) -> int:
               "classes": list(ds.classes), "optimizers": order, "hyperparams": hps, "device": device,
               "lr_schedule": "cosine decay per epoch from each optimizer's learning_rate", "augmentation": "random horizontal flip",
               "data": data_info, "versions": versions()}
+    if args.tune:
+        config["tune"] = tune.settings(old.get("tune"), args, hps, data_info["sizes"]["train"])
     write_json(cfg_path, config)
     if info is not None and (info["skipped"] or ds.missing):
         print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
@@ -154,9 +166,17 @@ def main(argv=None) -> int:
     try:
         for i, name in enumerate(args.optimizers, 1):
             try:
+                train_kw = dict(model_name=args.model, num_classes=len(ds.classes), batch_size=args.batch_size)
+                if args.tune:
+                    hps[name] = tune.search(name, run, hps[name], splits=splits, init_state=init_state, tune_plan=config["tune"],
+                                            seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
+                    write_json(cfg_path, config)
                 results[name] = train_one(name, os.path.join(run, name), model_name=args.model, num_classes=len(ds.classes),
                                           init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
+                if args.compare:
+                    tune.train_seeds(name, run, hps[name], args=args, splits=splits, num_classes=len(ds.classes),
+                                     position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
             except (ValueError, RuntimeError, MemoryError, OSError) as e:
                 results[name] = {"status": f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"}
                 print(f"{name}: {results[name]['status']}", file=sys.stderr)
@@ -175,11 +195,19 @@ def main(argv=None) -> int:
                     results[name] = r
         histories = {n: read_json(os.path.join(run, n, "history.json"), []) for n in results}
         results = {n: results[n] for n in order if n in results}
+        comparison = tune.summarize(run, results, config, args) if args.compare else None
         write_json(os.path.join(run, "results.json"), {"run": os.path.abspath(run), "data": ds.root, "device": device,
-                                                        "optimizers": results})
-        title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, seed {args.seed}, {os.path.basename(ds.root)}"
-        write_reports(run, results, histories, title)
+                                                        "optimizers": results, **({"comparison": comparison} if comparison else {})})
+        seed_note = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}-{args.seed + args.seeds - 1}"
+        seed_note += ", tuned learning rates" if args.tune else ""
+        title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, {seed_note}, {os.path.basename(ds.root)}"
+        write_reports(run, results, histories, title, comparison)
     print(leaderboard_text(results))
+    if comparison and "search" in comparison:
+        c = comparison["search"]
+        ratio = "-" if c["cost_ratio"] is None else f"{c['cost_ratio']:.2f}"
+        print(f"\nlearning-rate search: {c['trials']} trials ({c['stopped_early']} stopped early, {c['diverged']} diverged), "
+              f"{c['search_seconds']:.1f} s = {ratio} x one plain sweep ({c['plain_sweep_seconds']:.1f} s)")
     shown = os.path.relpath(run) if os.path.abspath(run).startswith(os.getcwd() + os.sep) else os.path.abspath(run)
     print(f"\nrun directory: {shown}   ({time.perf_counter() - t_start:.1f} s)")
     return 0
