@@ -216,12 +216,14 @@ def test_subset_is_stratified_and_fixed():
 
 
 def test_stop_rule():
-    stop = tune.clearly_worse([[0.9, 0.95], [0.6]], no_skill=0.25)
+    stop = tune.clearly_worse([[0.9, 0.95], [0.6]], no_skill=0.25, n_val=1000)
     assert stop([{"val_acc": 0.5}]).startswith("stopped early after epoch 1")  # 0.5 < 0.25 + 0.5 * 0.65
     assert stop([{"val_acc": 0.6}]) is None
     assert stop([{"val_acc": 0.9}, {"val_acc": 0.5}]) is not None
-    assert tune.clearly_worse([], 0.25)([{"val_acc": 0.0}]) is None  # nothing to compare with
-    assert tune.clearly_worse([[0.2]], 0.25)([{"val_acc": 0.0}]) is None  # the reference learned nothing
+    assert tune.clearly_worse([[0.9, 0.95]], 0.25, 1000, grace=2)([{"val_acc": 0.3}]) is None  # too early to judge
+    assert tune.clearly_worse([[0.9]], 0.25, n_val=10)([{"val_acc": 0.55}]) is None  # 10 images: within the noise
+    assert tune.clearly_worse([], 0.25, 1000)([{"val_acc": 0.0}]) is None  # nothing to compare with
+    assert tune.clearly_worse([[0.2]], 0.25, 1000)([{"val_acc": 0.0}]) is None  # the reference learned nothing
 
 
 @pytest.mark.filterwarnings("ignore:When training")

@@ -9,9 +9,10 @@ resumable `train_one` into runs/<run>/tune/<optimizer>/lr_<value>/ on a short bu
 fixed class-stratified training subset both shrink by √(budget / 7), so the 7 trials together cost
 `budget` full trainings of that optimizer before early stopping. Trials get the train subset and the
 validation split only: the test split is not even handed to them. They run centre first, then outwards;
-a trial stops early when, after some epoch, its validation accuracy has gained less than half of what
-the best earlier trial had gained over the no-skill rate (majority class) by the same epoch; diverging
-trials stop by themselves. The chosen rate is the finished trial with the best final validation accuracy
+a trial stops early when it is clearly worse than the best earlier trial at the same epoch (STOP_RULE:
+less than half of its gain over the no-skill rate, and more than two standard errors of the
+validation-accuracy difference behind it, from half-way through the trial on); diverging trials stop by
+themselves. The chosen rate is the finished trial with the best final validation accuracy
 (ties: lower validation loss, then closer to the centre).
 
 Seeds. The chosen setting is trained for the full epochs with seeds SEED .. SEED+N-1: seed SEED is the
@@ -39,7 +40,8 @@ from train import stats
 GRID_POINTS = 7  # half a decade apart: 10^-1.5 .. 10^1.5 around the centre, three decades
 DEFAULT_BUDGET = 1.5  # bench/bench_tune.py: search ÷ plain sweep stays well under 3 with this
 TARGET_SHARE = 0.95
-STOP_RULE = ("stop after epoch e when val acc < no_skill + 0.5 × (best earlier trial's val acc at epoch e − no_skill); "
+STOP_RULE = ("from epoch e >= trial_epochs // 2 on, stop when val acc v < no_skill + 0.5 × (b − no_skill) and "
+             "b − v > 2 × sqrt((b(1−b) + v(1−v)) / n_val), b = best earlier trial's val acc at epoch e, "
              "no_skill = majority-class share of the validation split")
 
 
@@ -108,14 +110,15 @@ def _search_order(lrs: list[float]) -> list[float]:
     return [lrs[i] for i in sorted(range(len(lrs)), key=lambda i: (abs(i - mid), i))]
 
 
-def clearly_worse(references: list[list[float]], no_skill: float):
-    """stop(history) for train_one: see STOP_RULE. references: val-accuracy curves of earlier trials."""
+def clearly_worse(references: list[list[float]], no_skill: float, n_val: int, grace: int = 1):
+    """stop(history) for train_one: see STOP_RULE. references: val-accuracy curves of earlier trials;
+    grace: the fewest epochs a trial runs."""
     def stop(history):
         e, v = len(history), history[-1]["val_acc"]
         best = max((r[e - 1] for r in references if len(r) >= e), default=None)
-        if best is None or best <= no_skill:
+        if e < grace or best is None or best <= no_skill:
             return None
-        bar = no_skill + 0.5 * (best - no_skill)
+        bar = min(no_skill + 0.5 * (best - no_skill), best - 2 * math.sqrt((best * (1 - best) + v * (1 - v)) / max(1, n_val)))
         return f"stopped early after epoch {e}: val {100 * v:.1f}% < {100 * bar:.1f}%" if v < bar else None
     return stop
 
@@ -126,16 +129,17 @@ def search(name: str, run: str, centre_hp: dict, *, splits, init_state, tune_pla
     from train.loop import train_one
 
     lrs = grid(centre_hp["learning_rate"])
-    trial_splits, no_skill = None, 0.0
+    trial_splits, no_skill, n_val = None, 0.0, 0
     if splits is not None:  # None: everything is done already (run_all loads no data then)
         trial_splits = {"train": subset(splits["train"], tune_plan["subset_size"], seed), "val": splits["val"]}  # no test split
-        no_skill = float(np.bincount(splits["val"].labels).max() / max(1, len(splits["val"])))
+        n_val = len(splits["val"])
+        no_skill = float(np.bincount(splits["val"].labels).max() / max(1, n_val))
     references = []
     for j, lr in enumerate(_search_order(lrs), 1):
         folder = trial_dir(run, name, lr)
         train_one(name, folder, init_state=init_state, hyperparams={**centre_hp, "learning_rate": lr}, splits=trial_splits,
                   epochs=tune_plan["trial_epochs"], seed=seed, position=f"{position}tune {j}/{len(lrs)} lr={lr:g} ",
-                  stop=clearly_worse(list(references), no_skill), **train_kw)
+                  stop=clearly_worse(list(references), no_skill, n_val, max(1, tune_plan["trial_epochs"] // 2)), **train_kw)
         references.append([h["val_acc"] for h in read_json(os.path.join(folder, "history.json"), [])])
     return {**centre_hp, "learning_rate": choose(trials(run, name, lrs), centre_hp["learning_rate"])}
 
@@ -257,6 +261,8 @@ def check_run(old_config: dict, args, hps: dict, run: str) -> str | None:
         return None
     if old["budget"] != args.tune_budget:
         return f"{run} was tuned with --tune-budget {old['budget']:g}; use another --out or the same budget"
+    if (old["grid_points"], old["stop_rule"]) != (GRID_POINTS, STOP_RULE):
+        return f"{run} was tuned by an older version of train/tune.py (another grid or stop rule); use another --out"
     for n in args.optimizers:
         if n in old["grids"] and old["grids"][n] != grid(hps[n]["learning_rate"]):
             return f"{n} in {run} was tuned around learning rate {old['grids'][n][GRID_POINTS // 2]:g}; use another --out or the same --lr"
