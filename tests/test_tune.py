@@ -251,6 +251,8 @@ def test_paired_test_and_intervals_on_known_samples():
     bad = (rng.random((3, 200)) < 0.6).astype(np.int8)
     assert stats.paired_pvalue(good, bad) < 0.01  # clearly different
     assert stats.paired_pvalue(good, good.copy()) == 1.0  # identical
+    # paired = the same draws: resampling each optimizer once and subtracting is the same test
+    assert stats.pvalue(stats.resampled_means(good) - stats.resampled_means(bad)) == stats.paired_pvalue(good, bad)
     one_off = good.copy()
     one_off[:, 0] = 1 - one_off[:, 0]  # one image flips in every seed: not evidence of a difference
     assert stats.paired_pvalue(good, one_off) > 0.3

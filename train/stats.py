@@ -11,6 +11,7 @@ paired bootstrap over test images.
     ci = bootstrap_ci(correct["adam"])                         # (low, high) of mean accuracy
     p = paired_pvalue(correct["adam"], correct["sgd"])         # two-sided
     groups = tie_groups(["adam", "sgd", "lion"], holm(pvalues))
+    # many comparisons: resample each optimizer once, then pvalue(means_a - means_b), interval(means_a)
 """
 from __future__ import annotations
 
@@ -30,42 +31,51 @@ def describe(values) -> dict:
     return {"n": len(v), "mean": float(np.mean(v)), "std": float(np.std(v, ddof=1)) if len(v) > 1 else None, "values": v}
 
 
-def _resampled_means(rows: np.ndarray, resamples: int, seed: int) -> np.ndarray:
-    """Mean of `rows` (seeds x images) over `resamples` bootstrap draws of seeds and images.
+def resampled_means(rows, resamples: int = RESAMPLES, seed: int = 0) -> np.ndarray:
+    """Mean of `rows` (seeds x test images, 0/1) over `resamples` bootstrap draws of seeds and images.
 
-    The draws depend only on the shape and `seed`, so two arrays of the same shape are resampled
-    identically: that is what makes the paired test paired."""
+    The draws depend only on the shape and `seed`: arrays of the same shape are resampled identically,
+    so resampled_means(a) - resampled_means(b) is the paired resampling of a - b."""
     rows = np.asarray(rows, dtype=np.float64)
     s, n = rows.shape
+    if s == 0 or n == 0:
+        raise ValueError("resampling needs at least one seed and one test image")
     rng = np.random.default_rng(seed)
     out = np.empty(resamples)
     for lo in range(0, resamples, 500):
         k = min(500, resamples - lo)
-        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=k)  # image counts per draw (k x n)
-        per_seed = weights @ rows.T / n  # k x s: each seed's accuracy on the resampled images
+        images = rng.integers(0, n, size=(k, n))  # test images drawn with replacement
+        per_seed = rows[:, images].mean(axis=2).T  # k x s: each seed's accuracy on the resampled images
         pick = rng.integers(0, s, size=(k, s))  # seeds drawn with replacement
         out[lo:lo + k] = np.take_along_axis(per_seed, pick, axis=1).mean(axis=1)
     return out
 
 
-def bootstrap_ci(rows, level: float = 0.95, resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float]:
-    """Percentile confidence interval of the mean accuracy of `rows` (seeds x test images, 0/1)."""
-    means = _resampled_means(rows, resamples, seed)
+def interval(means: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of resampled means."""
     a = (1 - level) / 2
     return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
 
 
-def paired_pvalue(a, b, resamples: int = RESAMPLES, seed: int = 0) -> float:
+def pvalue(differences: np.ndarray) -> float:
+    """Two-sided p-value of "the mean difference is 0" from resampled differences (a - b); the smallest
+    value is 2/(resamples+1), all-zero differences give 1.0."""
+    tol = 1e-12
+    tail = min(np.sum(differences <= tol), np.sum(differences >= -tol))
+    return float(min(1.0, 2 * (tail + 1) / (len(differences) + 1)))
+
+
+def bootstrap_ci(rows, level: float = 0.95) -> tuple[float, float]:
+    """Confidence interval of the mean accuracy of `rows` (seeds x test images, 0/1)."""
+    return interval(resampled_means(rows), level)
+
+
+def paired_pvalue(a, b) -> float:
     """Two-sided p-value of "mean accuracy of a equals that of b" (a, b: seeds x test images, same seeds
-    in the same order, same images). Identical inputs give 1.0; the smallest value is 1/(resamples+1)."""
-    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-    if d.shape[0] == 0 or d.shape[1] == 0:
-        raise ValueError("paired_pvalue needs at least one seed and one test image")
-    if not d.any():
-        return 1.0
-    means = _resampled_means(d, resamples, seed)
-    tail = min(np.sum(means <= 0), np.sum(means >= 0))
-    return float(min(1.0, 2 * (tail + 1) / (resamples + 1)))
+    in the same order, same images). Identical inputs give 1.0."""
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"paired samples differ in shape: {np.shape(a)} vs {np.shape(b)}")
+    return pvalue(resampled_means(a) - resampled_means(b))
 
 
 def holm(pvalues: dict) -> dict:

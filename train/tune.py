@@ -285,7 +285,13 @@ def summarize(run: str, results: dict, config: dict, args) -> dict:
     """Add "seeds", "val_curve", "time_to_target", "group" (and "tune") to each row of `results` (in place);
     return the run-level comparison for results.json."""
     seeds = list(range(args.seed, args.seed + args.seeds))
-    correct = {}
+    correct, cache = {}, {}
+
+    def resampled(name, on_seeds):  # bootstrap means of one optimizer on some seeds, made once
+        if (name, on_seeds) not in cache:
+            cache[name, on_seeds] = stats.resampled_means(np.stack([correct[name][s] for s in on_seeds]))
+        return cache[name, on_seeds]
+
     for name, row in results.items():
         folders = [seed_dir(run, name, s, args.seed) for s in seeds]
         rs = [read_json(os.path.join(f, "result.json")) or {"status": "not run"} for f in folders]
@@ -296,8 +302,7 @@ def summarize(run: str, results: dict, config: dict, args) -> dict:
                         "test_acc": stats.describe(r.get("test_acc") for r in rs),
                         "best_val_acc": stats.describe(r.get("best_val_acc") for r in rs),
                         "train_seconds": stats.describe(r.get("train_seconds") for r in rs),
-                        "test_acc_ci95": list(stats.bootstrap_ci(np.stack([correct[name][s] for s in sorted(correct[name])])))
-                        if correct[name] else None}
+                        "test_acc_ci95": list(stats.interval(resampled(name, tuple(sorted(correct[name]))))) if correct[name] else None}
         row["val_curve"] = _mean_curve([h for h in hs if h])
         if args.tune and name in config.get("tune", {}).get("grids", {}):
             lrs = config["tune"]["grids"][name]
@@ -321,9 +326,9 @@ def summarize(run: str, results: dict, config: dict, args) -> dict:
     raw = {}
     for i, a in enumerate(ranked):
         for b in ranked[i + 1:]:
-            common = sorted(set(correct[a]) & set(correct[b]))
+            common = tuple(sorted(set(correct[a]) & set(correct[b])))
             if common:
-                raw[(a, b)] = stats.paired_pvalue(np.stack([correct[a][s] for s in common]), np.stack([correct[b][s] for s in common]))
+                raw[(a, b)] = stats.pvalue(resampled(a, common) - resampled(b, common))  # paired: same draws
     adjusted = stats.holm(raw)
     groups = stats.tie_groups(ranked, adjusted)
     for name, row in results.items():
