@@ -32,6 +32,8 @@ def _open(src) -> tuple[Image.Image, str]:
         return src, name
     try:
         return Image.open(io.BytesIO(src) if isinstance(src, (bytes, bytearray)) else src), name
+    except Image.DecompressionBombError:  # PIL's own guard, hit before MAX_PIXELS is checked
+        raise ImageError(f"{name}: image is above the {MAX_PIXELS:,} pixel limit (decompression-bomb guard)") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
         raise ImageError(f"{name}: not a readable image ({type(e).__name__})") from None
 

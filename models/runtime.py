@@ -14,6 +14,7 @@ os.environ.setdefault("GLOG_v", "0")
 os.environ.setdefault("FLAGS_print_ir", "0")
 warnings.filterwarnings("ignore", message="No ccache found")
 logging.getLogger("matplotlib").setLevel(logging.WARNING)  # Paddle installs a root handler at INFO
+logging.getLogger("paddle.utils.download").setLevel(logging.WARNING)  # per-try download chatter
 warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 

@@ -127,6 +127,7 @@ def test_real_photos_hymenoptera(tmp_path):
     (["--optimizers", "sgd,nope"], "unknown optimizer(s) nope"),
     (["--lr", "adam:0.1"], "--lr: cannot read"),
     (["--epochs", "0"], "--epochs must be at least 1"),
+    (["--data", "synthetic", "--pretrained"], "smallcnn has no pretrained weights"),
 ])
 def test_bad_arguments_get_one_line_errors(args, message, tmp_path):
     p = run_cli("train/run_all.py", *args, "--out", tmp_path / "x", check=False)

@@ -7,6 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from models.io import savefig, write_text  # noqa: E402
 
@@ -65,6 +66,7 @@ def plot_curves(name: str, history: list[dict], path: str) -> None:
     for ax in (a, b):
         ax.grid(alpha=0.3)
         ax.legend()
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.tight_layout()
     savefig(fig, path, dpi=100)
     plt.close(fig)
@@ -75,12 +77,14 @@ def plot_compare(histories: dict[str, list[dict]], path: str) -> None:
     cmap = plt.get_cmap("tab20")
     for i, (name, hist) in enumerate(sorted(histories.items())):
         ep = [h["epoch"] for h in hist]
-        a.plot(ep, [h["val_loss"] for h in hist], marker=".", color=cmap(i % 20), label=name)
-        b.plot(ep, [100 * h["val_acc"] for h in hist], marker=".", color=cmap(i % 20), label=name)
+        style = dict(marker="o.^s"[i // 5 % 4], ls=("-", "--", ":")[i // 10 % 3], color=cmap(2 * (i % 10) % 20), label=name)
+        a.plot(ep, [h["val_loss"] for h in hist], **style)
+        b.plot(ep, [100 * h["val_acc"] for h in hist], **style)
     a.set(title="validation loss", xlabel="epoch")
     b.set(title="validation accuracy (%)", xlabel="epoch")
     for ax in (a, b):
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     b.legend(fontsize=8, ncol=2, loc="lower right")
     fig.tight_layout()
     savefig(fig, path, dpi=100)

@@ -156,7 +156,12 @@ def main(argv=None) -> int:
     init_path = os.path.join(run, "init.pdparams")
     if not os.path.exists(init_path):
         paddle.seed(args.seed)
-        save_paddle(models.build_model(args.model, len(ds.classes), pretrained=args.pretrained).state_dict(), init_path)
+        try:
+            net = models.build_model(args.model, len(ds.classes), pretrained=args.pretrained)
+        except (ValueError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        save_paddle(net.state_dict(), init_path)
     init_state = paddle.load(init_path) if todo else None
 
     from train.loop import train_one

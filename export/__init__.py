@@ -1,0 +1,1 @@
+"""Export stage: runs/<run>/ checkpoints -> runs/<run>/export/ (static Paddle model, ONNX, manifest.json)."""

@@ -1,0 +1,176 @@
+"""The three ways to run a classifier, behind one call: float32 NCHW batch -> softmax probabilities.
+
+- `DygraphRunner`: the trained network in eval mode (the reference every exported file is checked against);
+- `PaddleRunner`: the static model through Paddle Inference (`paddle.inference`);
+- `OnnxRunner`: the ONNX file through ONNX Runtime.
+
+`choose_device` decides, once per process, where they run: the GPU when Paddle / ONNX Runtime can use
+one (Paddle Inference `enable_use_gpu`, ONNX Runtime `CUDAExecutionProvider`), else the CPU with a fixed
+thread count and, for Paddle Inference, oneDNN (bench/bench_export.py measures what each setting buys).
+`predict` evaluates a whole split in batches; `call_times` is the one timing routine the export
+manifest and the benchmark share (median of repeated calls on the same inputs).
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict, dataclass
+
+# Exact float32 on Ampere+ GPUs: cuBLAS/cuDNN would otherwise use TF32 for convs and matmuls (about
+# 1e-3 relative error), and the exported models could not be held to |Δprob| <= 1e-4. Must be set
+# before CUDA starts, i.e. before any model runs; harmless on CPU.
+os.environ.setdefault("NVIDIA_TF32_OVERRIDE", "0")
+
+import numpy as np  # noqa: E402
+
+import models  # noqa: E402  (first: quiets Paddle before it is imported)
+import paddle  # noqa: E402
+from models.runtime import pick_device  # noqa: E402
+
+CUDA_EP, CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
+
+
+@dataclass(frozen=True)
+class Device:
+    """Where and how the backends run; recorded in the manifest as `device`."""
+    paddle: str  # "cpu" | "gpu:0": dygraph reference and Paddle Inference
+    onnx: str  # ONNX Runtime execution provider
+    threads: int  # CPU threads given to each backend (same for all three, so timings compare)
+    onednn: bool  # Paddle Inference on CPU uses oneDNN kernels
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def usable_cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """CPU threads per backend: half the usable cores, 1 to 4. bench/bench_export.py --sweep on a 2-core machine:
+    with the machine otherwise idle, 2 threads beat 1 (ONNX Runtime batch 1: 0.19 vs 0.31 ms); with other jobs
+    running, 2 threads were 2-4x slower than 1 for dygraph and Paddle Inference. Half the cores keeps the
+    figures steady and leaves room for the demo's web server; --threads overrides it."""
+    return max(1, min(4, usable_cores() // 2))
+
+
+def choose_device(pref: str = "auto", threads: int | None = None, onednn: bool = True) -> Device:
+    """'auto' | 'cpu' | 'gpu' -> Device. 'gpu' raises RuntimeError (one line) when a backend cannot use one."""
+    import onnxruntime as ort
+
+    paddle_dev = pick_device(pref)
+    ort_cuda = CUDA_EP in ort.get_available_providers()
+    if pref == "gpu" and not ort_cuda:
+        raise RuntimeError("--device gpu: ONNX Runtime has no CUDA provider (pip install onnxruntime-gpu==1.22.0 "
+                           "in place of onnxruntime)")
+    threads = threads or default_threads()
+    set_dygraph_threads(threads)
+    return Device(paddle=paddle_dev, onnx=CUDA_EP if ort_cuda and pref != "cpu" else CPU_EP,
+                  threads=threads, onednn=onednn and paddle_dev == "cpu")
+
+
+def set_dygraph_threads(n: int) -> None:
+    """CPU math threads of dygraph (eager) kernels in this process."""
+    if hasattr(paddle.base.core, "set_num_threads"):
+        paddle.base.core.set_num_threads(n)
+
+
+class Softmax(paddle.nn.Layer):
+    """A classifier plus softmax: what gets exported, so every backend outputs probabilities."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x):
+        return paddle.nn.functional.softmax(self.net(x), axis=-1)
+
+
+class DygraphRunner:
+    def __init__(self, layer):
+        self.layer = layer.eval()
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        with paddle.no_grad():
+            return self.layer(paddle.to_tensor(x)).numpy()
+
+
+class PaddleRunner:
+    """Paddle Inference predictor over `<prefix>.json` + `<prefix>.pdiparams` (Paddle 3 PIR files)."""
+    def __init__(self, model_json: str, params: str, device: Device, ir_optim: bool = True):
+        from paddle import inference
+
+        cfg = inference.Config(model_json, params)
+        cfg.disable_glog_info()
+        cfg.switch_ir_optim(ir_optim)
+        if device.paddle.startswith("gpu"):
+            cfg.enable_use_gpu(256, int(device.paddle.split(":")[1]))
+        else:
+            cfg.disable_gpu()
+            cfg.set_cpu_math_library_num_threads(device.threads)
+            if device.onednn:
+                cfg.enable_onednn()
+            else:
+                cfg.disable_onednn()
+        self.predictor = inference.create_predictor(cfg)
+        self.input_name = self.predictor.get_input_names()[0]
+        self.output_name = self.predictor.get_output_names()[0]
+        self._in = self.predictor.get_input_handle(self.input_name)
+        self._out = self.predictor.get_output_handle(self.output_name)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self._in.reshape(x.shape)
+        self._in.copy_from_cpu(np.ascontiguousarray(x))
+        self.predictor.run()
+        return self._out.copy_to_cpu()
+
+
+class OnnxRunner:
+    """ONNX Runtime session; `provider` is the one ONNX Runtime actually took (CUDA can fall back to CPU)."""
+    def __init__(self, path: str, device: Device, graph_opt: str = "all"):
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.log_severity_level = 3  # errors only
+        so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                                       "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[graph_opt]
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.intra_op_num_threads = device.threads
+        so.inter_op_num_threads = 1
+        providers = [device.onnx, CPU_EP] if device.onnx != CPU_EP else [CPU_EP]
+        self.session = ort.InferenceSession(path, so, providers=providers)
+        self.provider = self.session.get_providers()[0]
+        self.input_name = self.session.get_inputs()[0].name
+        self.output_name = self.session.get_outputs()[0].name
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: x})[0]
+
+
+def predict(run, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """Probabilities for uint8 NHWC images, normalized batch by batch with the shared models.normalize."""
+    return np.concatenate([run(models.normalize(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+
+
+def call_times(run, x: np.ndarray, budget_s: float = 0.5, min_calls: int = 5, warmup: int = 3) -> list:
+    """Wall times (s) of repeated `run(x)` calls after warm-up, until both `budget_s` and `min_calls` are reached."""
+    for _ in range(warmup):
+        run(x)
+    times, start = [], time.perf_counter()
+    while len(times) < min_calls or time.perf_counter() - start < budget_s:
+        t = time.perf_counter()
+        run(x)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def timing_inputs(images: np.ndarray, batch: int = 32) -> tuple[np.ndarray, np.ndarray]:
+    """The same inputs for every backend: the first test image (batch 1) and the first `batch` (repeated if fewer)."""
+    xb = models.normalize(np.resize(images, (batch, *images.shape[1:])) if len(images) < batch else images[:batch])
+    return np.ascontiguousarray(xb[:1]), xb
+
+
+def speed(run, x1: np.ndarray, xb: np.ndarray, budget_s: float = 0.25) -> tuple[float, float]:
+    """(batch-1 latency in ms, batch-len(xb) throughput in images/s)."""
+    b1, bn = (float(np.median(call_times(run, x, budget_s))) for x in (x1, xb))
+    return b1 * 1e3, len(xb) / bn

@@ -1,0 +1,425 @@
+"""Turn a run's best checkpoints into deployable files and prove the files agree with the trained model.
+
+For each optimizer of `runs/<run>/` with a `<optimizer>/best.pdparams`:
+
+1. rebuild the network (`models.build_model`), load the weights, add softmax, and `paddle.jit.save` it
+   with a dynamic batch (`export/<optimizer>/inference.json` + `inference.pdiparams`);
+2. convert that to ONNX with paddle2onnx in a child process (it calls sys.exit on failure), at an explicit
+   opset, and run `onnx.checker` on the result (`export/<optimizer>/model.onnx`);
+3. run the dygraph model, Paddle Inference and ONNX Runtime over the run's test split with the shared
+   preprocessing: each backend must predict exactly what the trained model predicts, with
+   max |Δprob| <= 1e-4; otherwise the model's status is "parity failed: ...".
+
+`export/manifest.json` (format in ARCHITECTURE.md; every path relative to its folder) is all the demo
+reads. A model whose checkpoint sha256, opset and device are unchanged is not exported again.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timezone
+
+import numpy as np
+from tqdm import tqdm
+
+import models
+from export import backends
+from models.dataset import DatasetError, open_dataset
+from models.io import read_json, write_json
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RUNS = os.path.join(ROOT, "runs")
+FORMAT = 1
+TOLERANCE = 1e-4  # max |Δprob| allowed between an exported backend and the trained model
+EXAMPLES_PER_CLASS = 2
+INPUT_NAME = "x"
+
+
+class RunError(Exception):
+    """The run cannot be exported at all. The message is one line that says what to do."""
+
+
+class ModelFailed(Exception):
+    """One model could not be exported; the message is its manifest status ("failed: ...")."""
+
+
+@dataclass
+class Run:
+    dir: str
+    config: dict
+    results: dict  # optimizer -> results.json row
+    checkpoints: dict  # optimizer -> best.pdparams path, in the run's optimizer order
+    notes: list = field(default_factory=list)
+
+    @property
+    def size(self) -> int:
+        return int(self.config["image_size"])
+
+    @property
+    def classes(self) -> list:
+        return list(self.config["classes"])
+
+
+@dataclass
+class TestSplit:
+    images: np.ndarray  # uint8 N x S x S x 3
+    labels: np.ndarray  # int N
+    paths: list
+
+
+def newest_run(runs_dir: str = RUNS) -> str:
+    """The run folder (one holding config.json) under `runs_dir` whose config.json is newest."""
+    found = [os.path.join(runs_dir, d) for d in os.listdir(runs_dir)] if os.path.isdir(runs_dir) else []
+    found = [d for d in found if os.path.isfile(os.path.join(d, "config.json"))]
+    if not found:
+        raise RunError(f"no runs under {runs_dir}: train one first (python train/run_all.py) or pass --run DIR")
+    return max(found, key=lambda d: os.path.getmtime(os.path.join(d, "config.json")))
+
+
+def open_run(run_dir: str, optimizers: list | None = None) -> Run:
+    """Read config.json and results.json and find the best checkpoints; RunError if nothing can be exported."""
+    run_dir = os.path.abspath(run_dir)
+    cfg_path = os.path.join(run_dir, "config.json")
+    if not os.path.isdir(run_dir):
+        raise RunError(f"run folder {run_dir} does not exist: pass --run runs/<name>, or omit --run for the newest run")
+    if not os.path.isfile(cfg_path):
+        raise RunError(f"{run_dir} is not a run folder (no config.json): pass --run runs/<name> as written by train/run_all.py")
+    try:
+        config = read_json(cfg_path)
+        results = (read_json(os.path.join(run_dir, "results.json"), {}) or {}).get("optimizers", {})
+    except ValueError as e:
+        raise RunError(f"{run_dir}: unreadable JSON ({e}); rerun train/run_all.py for this run") from None
+    need = [k for k in ("model", "image_size", "classes", "data") if k not in config]
+    if need:
+        raise RunError(f"{cfg_path} lacks {', '.join(need)}: not a run written by train/run_all.py")
+    names = list(config.get("optimizers") or sorted(d for d in os.listdir(run_dir)
+                                                      if os.path.isfile(os.path.join(run_dir, d, "best.pdparams"))))
+    ckpt = {n: os.path.join(run_dir, n, "best.pdparams") for n in names}
+    have = {n: p for n, p in ckpt.items() if os.path.isfile(p)}
+    if optimizers:
+        unknown = [o for o in optimizers if o not in names]
+        if unknown:
+            raise RunError(f"this run has no optimizer {', '.join(unknown)}; it has: {', '.join(names)}")
+        lacking = [o for o in optimizers if o not in have]
+        if lacking:
+            raise RunError(f"no best checkpoint for {', '.join(lacking)} ({_train_status(results, lacking[0])}); "
+                           f"train it again or leave it out of --optimizers")
+        have = {o: have[o] for o in names if o in optimizers}
+    if not have:
+        raise RunError(f"{run_dir} has no best checkpoints (<optimizer>/best.pdparams): its training did not finish; "
+                       f"rerun train/run_all.py (it resumes)")
+    notes = [f"not exported: {n} has no best checkpoint ({_train_status(results, n)})" for n in names if n not in have
+             and not optimizers]
+    return Run(run_dir, config, results, have, notes)
+
+
+def _train_status(results: dict, name: str) -> str:
+    return f"training status: {results.get(name, {}).get('status', 'unknown')}"
+
+
+def load_test_split(run: Run, data_root: str | None = None, progress: bool = True) -> TestSplit:
+    """The run's test images (minus the ones training skipped), decoded and resized by models.load_array."""
+    data = run.config["data"]
+    root = data_root or data.get("root", "")
+    try:
+        ds = open_dataset(root)
+    except DatasetError as e:
+        raise RunError(f"cannot open the run's dataset: {e}; the test split proves the exported models, "
+                       f"so pass --data DIR if the dataset moved") from None
+    if list(ds.classes) != run.classes:
+        raise RunError(f"{ds.root} has classes {', '.join(ds.classes)} but the run was trained on {', '.join(run.classes)}; "
+                       f"pass --data with the run's dataset")
+    if data.get("fingerprint") and ds.fingerprint() != data["fingerprint"]:
+        run.notes.append(f"the dataset at {ds.root} changed since training (fingerprint differs); figures use the current files")
+    skipped = {s["path"].replace("\\", "/") for s in data.get("skipped", [])}
+    roots = {ds.root, os.path.abspath(root)}
+    samples = [s for s in ds.split("test") if not {os.path.relpath(s.path, r) for r in roots} & skipped]
+    if not samples:
+        raise RunError(f"the dataset at {ds.root} has no test images; give it a test split (Kaggle labels.csv "
+                       f"is_final_validation, or a test/ folder) or pass --data DIR")
+    images, labels, paths = [], [], []
+    for s in tqdm(samples, desc="test images", unit="img", leave=False, disable=None if progress else True):
+        try:
+            images.append(models.load_array(s.path, run.size))
+        except models.ImageError as e:
+            run.notes.append(f"test image left out: {e}")
+            continue
+        labels.append(s.label)
+        paths.append(s.path)
+    if not images:
+        raise RunError(f"none of the {len(samples)} test images in {ds.root} could be read; check the dataset")
+    return TestSplit(np.stack(images), np.asarray(labels), paths)
+
+
+def sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def load_network(run: Run, name: str) -> backends.Softmax:
+    """The trained network of optimizer `name` with softmax on top, in eval mode; ModelFailed if the
+    checkpoint is unreadable or does not fit the run's network."""
+    import paddle
+
+    path = run.checkpoints[name]
+    rel = os.path.relpath(path, run.dir)
+    try:
+        state = paddle.load(path)
+    except Exception as e:  # noqa: BLE001 - paddle.load raises many types on a damaged file; reported per model
+        raise ModelFailed(f"failed: {rel} is not a readable checkpoint ({type(e).__name__}); "
+                          f"retrain {name} or remove its folder") from None
+    net = models.build_model(run.config["model"], len(run.classes))
+    want = net.state_dict()
+    if not isinstance(state, dict):
+        raise ModelFailed(f"failed: {rel} holds a {type(state).__name__}, not a state dict; retrain {name}")
+    bad = [k for k in want if k not in state or list(state[k].shape) != list(want[k].shape)]
+    if bad:
+        raise ModelFailed(f"failed: {rel} does not fit {run.config['model']} with {len(run.classes)} classes "
+                          f"({len(bad)} of {len(want)} weights missing or misshapen, e.g. {bad[0]}); retrain {name}")
+    net.set_state_dict(state)
+    return backends.Softmax(net).eval()
+
+
+def to_onnx(model_dir: str, opset: int) -> int:
+    """paddle2onnx in a child process (it exits the process on failure), then onnx.checker; returns the opset."""
+    import onnx
+
+    tmp = os.path.join(model_dir, ".model.onnx.tmp")
+    cmd = [sys.executable, "-m", "paddle2onnx.command", "--model_dir", model_dir,
+           "--model_filename", "inference.json", "--params_filename", "inference.pdiparams",
+           "--save_file", tmp, "--opset_version", str(opset), "--enable_auto_update_opset", "False",
+           # onnxoptimizer (a paddle2onnx dependency) only drops unused initializers; the default, polygraphy,
+           # pip-installs onnx_graphsurgeon at run time, and ONNX Runtime folds constants itself anyway.
+           "--optimize_tool", "onnxoptimizer"]
+    env = dict(os.environ, GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    if p.returncode != 0 or not os.path.isfile(tmp):
+        lines = [ln.strip() for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
+        raise ModelFailed(f"failed: paddle2onnx exited {p.returncode}: {(lines or ['no output'])[-1][:200]}"
+                          f" (try another --opset)")
+    try:
+        onnx.checker.check_model(tmp, full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise ModelFailed(f"failed: onnx.checker: {str(e).splitlines()[0][:200]}") from None
+    os.replace(tmp, os.path.join(model_dir, "model.onnx"))
+    return max(o.version for o in onnx.load(os.path.join(model_dir, "model.onnx"), load_external_data=False).opset_import
+               if o.domain in ("", "ai.onnx"))
+
+
+def check_parity(probs: dict, labels: np.ndarray, tolerance: float = TOLERANCE) -> tuple[dict, dict, list]:
+    """Compare each exported backend's probabilities with probs["dygraph"] (the trained model).
+
+    Returns (test accuracy per backend, with the reference as "trained"; max |Δprob| per backend;
+    problems: one phrase per backend that predicts any image differently or is off by more than `tolerance`).
+    """
+    ref = probs["dygraph"]
+    ref_pred = ref.argmax(1)
+    acc, diff, problems = {"trained": float(np.mean(ref_pred == labels))}, {}, []
+    for k, p in probs.items():
+        if k == "dygraph":
+            continue
+        if p.shape != ref.shape:
+            problems.append(f"{k} outputs shape {list(p.shape)}, expected {list(ref.shape)}")
+            continue
+        diff[k] = float(np.max(np.abs(p - ref)))
+        acc[k] = float(np.mean(p.argmax(1) == labels))
+        differ = int(np.sum(p.argmax(1) != ref_pred))
+        if differ:
+            problems.append(f"{k} differs from the trained model on {differ} of {len(ref)} test images")
+        if not diff[k] <= tolerance:  # also catches NaN
+            problems.append(f"{k} max |Δprob| {diff[k]:.2e} > {tolerance:g}")
+    return acc, diff, problems
+
+
+def replace_dir(tmp: str, dest: str) -> None:
+    """Put the finished folder `tmp` at `dest`, replacing what was there (two renames, never half a folder)."""
+    old = os.path.join(os.path.dirname(dest), f".{os.path.basename(dest)}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if os.path.exists(dest):
+        os.replace(dest, old)
+    os.replace(tmp, dest)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def export_model(run: Run, name: str, out: str, split: TestSplit, device: backends.Device, opset: int,
+                 bench_s: float = 0.25) -> tuple[dict, str, str]:
+    """Export one optimizer's model into out/<name>/ and prove it. Returns (manifest entry, onnx provider, output name)."""
+    from paddle.static import InputSpec
+    import paddle
+
+    t0 = time.perf_counter()
+    layer = load_network(run, name)
+    load_seconds = time.perf_counter() - t0
+    reference = backends.DygraphRunner(layer)
+    x1, xb = backends.timing_inputs(split.images)
+    probs = {"dygraph": backends.predict(reference, split.images)}
+    speeds = {"dygraph": backends.speed(reference, x1, xb, bench_s)}
+    t1 = time.perf_counter()
+
+    tmp = os.path.join(out, f".{name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    S = run.size
+    paddle.jit.save(layer, os.path.join(tmp, "inference"), input_spec=[InputSpec([None, 3, S, S], "float32", name=INPUT_NAME)])
+    got_opset = to_onnx(tmp, opset)
+    replace_dir(tmp, os.path.join(out, name))
+    export_seconds = load_seconds + time.perf_counter() - t1  # load + jit.save + paddle2onnx + checker
+
+    files = {"paddle": {"model": f"{name}/inference.json", "params": f"{name}/inference.pdiparams"}, "onnx": f"{name}/model.onnx"}
+    runners = {"paddle": backends.PaddleRunner(os.path.join(out, files["paddle"]["model"]), os.path.join(out, files["paddle"]["params"]), device),
+               "onnx": backends.OnnxRunner(os.path.join(out, files["onnx"]), device)}
+    for k, r in runners.items():
+        probs[k] = backends.predict(r, split.images)
+        speeds[k] = backends.speed(r, x1, xb, bench_s)
+
+    problems = [f"{k} input is named {r.input_name!r}, not {INPUT_NAME!r}" for k, r in runners.items() if r.input_name != INPUT_NAME]
+    acc, diff, more = check_parity(probs, split.labels)
+    problems += more
+    n = int(len(split.labels))
+    entry = {
+        "status": "ok" if not problems else "parity failed: " + "; ".join(problems),
+        **files,
+        "opset": got_opset,
+        "test_acc": acc,
+        "test_images": n,
+        "max_abs_diff": diff,
+        "latency_ms": {f"{k}_b1": round(v[0], 4) for k, v in speeds.items()},
+        "throughput_ips": {f"{k}_b{len(xb)}": round(v[1], 1) for k, v in speeds.items()},
+        "export_seconds": round(export_seconds, 3),
+    }
+    trained = run.results.get(name, {}).get("test_acc")
+    if trained is not None and abs(trained - acc["trained"]) > 1e-9:
+        run.notes.append(f"{name}: results.json says test acc {trained:.4f}, the checkpoint scores "
+                         f"{acc['trained']:.4f} on the {n} test images read now")
+    return entry, runners["onnx"].provider, runners["onnx"].output_name
+
+
+def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EXAMPLES_PER_CLASS) -> list:
+    """Copy up to `per_class` readable test images per class into out/examples/ (so a copied run folder
+    still has them); returns their paths relative to `out`."""
+    chosen = []
+    for label in range(len(classes)):
+        chosen += [(label, p) for p in [p for p, y in zip(split.paths, split.labels) if y == label][:per_class]]
+    tmp, rels = os.path.join(out, ".examples.tmp"), []
+    shutil.rmtree(tmp, ignore_errors=True)
+    os.makedirs(tmp)
+    for i, (label, src) in enumerate(chosen):
+        name = f"{i:02d}_{classes[label]}{os.path.splitext(src)[1].lower()}"
+        shutil.copyfile(src, os.path.join(tmp, name))
+        rels.append(f"examples/{name}")
+    replace_dir(tmp, os.path.join(out, "examples"))
+    return rels
+
+
+def _files_exist(out: str, entry: dict) -> bool:
+    paths = [entry.get("onnx"), *(entry.get("paddle") or {}).values()]
+    return all(p and os.path.isfile(os.path.join(out, p)) for p in paths)
+
+
+@dataclass
+class Row:
+    name: str
+    entry: dict
+    action: str  # "exported" | "unchanged" | "failed"
+
+
+@dataclass
+class Report:
+    run: Run
+    manifest_path: str
+    manifest: dict
+    rows: list
+
+    @property
+    def failed(self) -> list:
+        return [r for r in self.rows if r.entry["status"] != "ok"]
+
+
+def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, force: bool = False,
+               device: backends.Device | None = None, data_root: str | None = None, progress: bool = True,
+               bench_s: float = 0.25) -> Report:
+    """Export every selected model of a run (skipping unchanged ones unless `force`) and write the manifest."""
+    run = open_run(run_dir, optimizers)
+    device = device or backends.choose_device("auto")
+    out = os.path.join(run.dir, "export")
+    path = os.path.join(out, "manifest.json")
+    try:
+        prev = read_json(path, {}) or {}
+    except ValueError:
+        prev = {}
+        run.notes.append("the previous manifest.json was unreadable: every model is exported again")
+    same_setup = (prev.get("format") == FORMAT and prev.get("device") == device.as_dict() and prev.get("classes") == run.classes
+                  and (prev.get("preprocessing") or {}).get("size") == run.size)
+    prev_models = prev.get("models", {}) if same_setup else {}
+    shas = {n: sha256(p) for n, p in run.checkpoints.items()}
+
+    def unchanged(n: str) -> bool:
+        e = prev_models.get(n) or {}
+        return (not force and e.get("status") == "ok" and e.get("checkpoint_sha256") == shas[n]
+                and e.get("opset") == opset and _files_exist(out, e))
+
+    todo = [n for n in run.checkpoints if not unchanged(n)]
+    split = load_test_split(run, data_root, progress) if todo else None
+    os.makedirs(out, exist_ok=True)
+    rows, output_name, provider = [], (prev.get("output") or {}).get("name"), None
+    for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if progress and todo else True):
+        if n not in todo:
+            rows.append(Row(n, prev_models[n], "unchanged"))
+            continue
+        try:
+            entry, provider, output_name = export_model(run, n, out, split, device, opset, bench_s)
+        except ModelFailed as e:
+            entry = {"status": str(e)}
+        except Exception as e:  # noqa: BLE001 - an unexpected error in one model must not stop the others; it is its status
+            entry = {"status": f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
+        shutil.rmtree(os.path.join(out, f".{n}.tmp"), ignore_errors=True)
+        res = run.results.get(n, {})
+        entry.update(checkpoint_sha256=shas[n], best_val_acc=res.get("best_val_acc"), best_epoch=res.get("best_epoch"))
+        rows.append(Row(n, entry, "exported" if entry["status"] == "ok" else "failed"))
+
+    # Models exported earlier but not selected now stay listed while their checkpoint and files are unchanged.
+    entries = {r.name: r.entry for r in rows}
+    for n, e in prev.get("models", {}).items():
+        if n in entries:
+            continue
+        ckpt = os.path.join(run.dir, n, "best.pdparams")
+        if n in prev_models and os.path.isfile(ckpt) and e.get("checkpoint_sha256") == sha256(ckpt) and _files_exist(out, e):
+            entries[n] = e
+        else:
+            run.notes.append(f"{n} left out of the manifest (its checkpoint or device changed): export it with --optimizers {n}")
+    order = list(run.config.get("optimizers") or []) + sorted(entries)
+    entries = {n: entries[n] for n in dict.fromkeys(order) if n in entries}
+
+    if provider and provider != device.onnx:
+        run.notes.append(f"ONNX Runtime could not use {device.onnx}; it ran on {provider}")
+        device = replace(device, onnx=provider)
+    if split is not None:
+        examples = copy_examples(split, run.classes, out)
+    else:
+        examples = [p for p in prev.get("examples", []) if os.path.isfile(os.path.join(out, p))]
+    manifest = prev
+    if todo or entries != prev.get("models"):
+        S, C = run.size, len(run.classes)
+        lb = {"markdown": "../leaderboard.md" if os.path.isfile(os.path.join(run.dir, "leaderboard.md")) else None,
+              "plots": [f"../{p}" for p in ("compare.png", "leaderboard.png") if os.path.isfile(os.path.join(run.dir, p))]}
+        manifest = {
+            "format": FORMAT, "run": "..", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "classes": run.classes,
+            "preprocessing": {"size": S, "mean": list(models.MEAN), "std": list(models.STD), "function": "models.preprocess"},
+            "input": {"name": INPUT_NAME, "shape": [-1, 3, S, S], "dtype": "float32", "layout": "NCHW RGB"},
+            "output": {"name": output_name, "meaning": "softmax probabilities", "shape": [-1, C]},
+            "device": device.as_dict(),
+            "examples": examples,
+            "leaderboard": lb,
+            "models": entries,
+        }
+        write_json(path, manifest)
+    return Report(run, path, manifest, rows)

@@ -1,0 +1,83 @@
+"""Export every best checkpoint of a run to a static Paddle model and ONNX, and prove they agree.
+
+    python export/to_onnx.py                                   # the newest run under runs/
+    python export/to_onnx.py --run runs/hym --optimizers momentum,qhm --opset 13
+
+Writes runs/<run>/export/<optimizer>/{inference.json, inference.pdiparams, model.onnx} and
+runs/<run>/export/manifest.json, and prints one row per model. Exit status: 0 when every model is ok,
+1 when any model failed (export or parity), 2 when the run cannot be exported at all.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import models  # noqa: E402,F401  (first: quiets Paddle)
+from export import backends, exporter  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--run", help="run folder written by train/run_all.py (default: the newest under runs/)")
+    ap.add_argument("--runs", default=exporter.RUNS, help="where to look for the newest run when --run is not given")
+    ap.add_argument("--optimizers", help="comma-separated optimizers to export (default: every one with a best checkpoint)")
+    ap.add_argument("--opset", type=int, default=13, help="ONNX opset, 13 or newer (default 13)")
+    ap.add_argument("--force", action="store_true", help="export again even when the checkpoint has not changed")
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="where the checks and timings run")
+    ap.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: cores, at most 4)")
+    ap.add_argument("--data", help="dataset folder, if it moved since training (default: the one in config.json)")
+    args = ap.parse_args(argv)
+    if args.opset < 13:
+        ap.error("--opset must be 13 or newer")
+    if args.threads is not None and args.threads < 1:
+        ap.error("--threads must be at least 1")
+    return args
+
+
+def _f(x, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def print_table(report: exporter.Report) -> None:
+    head = ("optimizer", "paddle acc", "onnx acc", "max|Δprob|", "dygraph b1 ms", "paddle b1 ms", "onnx b1 ms", "status")
+    lines = [head]
+    for r in report.rows:
+        e = r.entry
+        acc, lat, diff = e.get("test_acc", {}), e.get("latency_ms", {}), e.get("max_abs_diff", {})
+        status = e["status"] + (" (unchanged, not exported again)" if r.action == "unchanged" else "")
+        lines.append((r.name, _f(acc.get("paddle"), ".4f"), _f(acc.get("onnx"), ".4f"),
+                      _f(max(diff.values()) if diff else None, ".1e"), _f(lat.get("dygraph_b1"), ".2f"),
+                      _f(lat.get("paddle_b1"), ".2f"), _f(lat.get("onnx_b1"), ".2f"), status))
+    widths = [max(len(row[i]) for row in lines) for i in range(len(head) - 1)]
+    for row in lines:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + "  " + row[-1])
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        device = backends.choose_device(args.device, args.threads)
+        run_dir = args.run or exporter.newest_run(args.runs)
+        opts = [o.strip() for o in args.optimizers.split(",") if o.strip()] if args.optimizers else None
+        report = exporter.export_run(run_dir, opts, args.opset, args.force, device, args.data)
+    except (exporter.RunError, RuntimeError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for note in report.run.notes:
+        print(f"note: {note}")
+    print_table(report)
+    d = report.manifest.get("device", {})
+    shown = os.path.relpath(report.manifest_path)
+    shown = report.manifest_path if shown.startswith("..") else shown
+    print(f"manifest: {shown}  (paddle on {d.get('paddle')}, onnx on {d.get('onnx')})")
+    if report.failed:
+        print(f"{len(report.failed)} of {len(report.rows)} models failed", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

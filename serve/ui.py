@@ -1,0 +1,137 @@
+"""The demo's page and API: `classify` (one model) and `compare_all` (every model) over one manifest.
+
+Both receive the upload's file record, not decoded pixels (`preprocess=False`), and hand its path to
+`models.preprocess`, so decoding, EXIF rotation and the decompression-bomb guard are the shared code's
+and the answer equals the exported model's for that file. User errors become one-line messages on
+the page (`gr.Error`), which gradio_client callers receive as `AppError`.
+"""
+from __future__ import annotations
+
+import os
+import time
+
+import gradio as gr
+
+import models
+from serve.engines import BACKENDS, Engines
+from serve.manifest import Manifest
+
+HEADERS = ["optimizer", "predicted class", "confidence (%)", "test accuracy (%)", "latency (ms)"]
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _error(message: str) -> gr.Error:
+    """A one-line message shown on the page until closed; no server traceback for user errors."""
+    return gr.Error(message, duration=None, print_exception=False)
+
+
+class Demo:
+    """What the page and the API do, over one manifest and its engines."""
+
+    def __init__(self, manifest: Manifest, engines: Engines, upload_dir: str):
+        self.m, self.engines, self.upload_dir = manifest, engines, os.path.realpath(upload_dir)
+
+    def where(self, backend: str) -> str:
+        return f"{BACKENDS[backend]} on {self.engines.device(backend)}"
+
+    def _input(self, image, backend: str):
+        """The upload's file record -> (1, 3, S, S) float32 batch from models.preprocess, and seconds taken.
+
+        Only files in Gradio's upload folder are read: a server path written into a request is refused
+        (Gradio refuses it first; this is the second lock).
+        """
+        if backend not in BACKENDS:
+            raise _error(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+        path = image.get("path") if isinstance(image, dict) else None
+        if image is None or (isinstance(image, dict) and not path):
+            raise _error("No image: upload a photo (JPEG, PNG, WebP, ...) or pick an example, then try again.")
+        real = os.path.realpath(path) if isinstance(path, str) else ""
+        if not real or os.path.commonpath([real, self.upload_dir]) != self.upload_dir:
+            raise _error("Only uploaded files are classified: send the image as a file upload.")
+        t = time.perf_counter()
+        try:
+            x = models.preprocess(real, self.m.size)[None]
+        except models.ImageError as e:
+            raise _error(f"Cannot classify this file: {e}") from None
+        return x, time.perf_counter() - t
+
+    def _run(self, backend: str, name: str, x):
+        try:
+            return self.engines.run(backend, name, x)
+        except (RuntimeError, OSError, ValueError) as e:  # a model file that loads but will not run
+            first = (str(e).splitlines() or [type(e).__name__])[0][:200]
+            raise _error(f"{BACKENDS[backend]} could not run {name}: {first}") from None
+
+    def classify(self, image, model_name: str, backend: str = "onnx"):
+        """One photo, one model -> ({class: probability}, markdown: test accuracy, backend/device, time)."""
+        entry = self.m.models.get(model_name)
+        if entry is None:
+            raise _error(f"Unknown model {model_name!r}: choose one of {', '.join(self.m.models)}.")
+        x, t_pre = self._input(image, backend)
+        probs, t_model = self._run(backend, model_name, x)
+        confidences = {c: float(p) for c, p in zip(self.m.classes, probs[0])}
+        info = (f"**{model_name}**: test accuracy **{_pct(entry.accuracy(backend))}** "
+                f"({entry.test_images} test images, measured on the exported model)  \n"
+                f"Ran with **{self.where(backend)}** in **{1000 * (t_pre + t_model):.1f} ms** "
+                f"(preprocess {1000 * t_pre:.1f} ms + model {1000 * t_model:.1f} ms)")
+        return confidences, info
+
+    def compare_all(self, image, backend: str = "onnx"):
+        """One photo through every model -> (rows of HEADERS, markdown summary)."""
+        x, t_pre = self._input(image, backend)
+        rows, votes = [], {}
+        for name, entry in self.m.models.items():
+            probs, secs = self._run(backend, name, x)
+            k = int(probs[0].argmax())
+            acc = entry.accuracy(backend)
+            rows.append([name, self.m.classes[k], round(100 * float(probs[0][k]), 2),
+                         None if acc is None else round(100 * acc, 2), round(1000 * secs, 2)])
+            votes[self.m.classes[k]] = votes.get(self.m.classes[k], 0) + 1
+        top = max(votes, key=votes.get)
+        info = (f"{votes[top]} of {len(rows)} models say **{top}**. {self.where(backend)}; "
+                f"preprocessing once: {1000 * t_pre:.1f} ms.")
+        return rows, info
+
+
+def build(demo: Demo, backend: str) -> gr.Blocks:
+    """The page: a Classify tab (with Compare all and the examples) and a Leaderboard tab."""
+    m = demo.m
+    choices = [(f"{name} (test acc {_pct(e.accuracy())})", name) for name, e in m.models.items()]
+    devices = " · ".join(demo.where(b) for b in BACKENDS)
+    with gr.Blocks(title="Which optimizer? Insect classifier", analytics_enabled=False) as page:
+        gr.Markdown(f"# Which optimizer? {' / '.join(m.classes)}\nRun **{m.run}**: one network trained once per optimizer. "
+                    f"Pick a model and upload a photo, or compare all models at once.  \nDevices: {devices}")
+        if m.unavailable:
+            gr.Markdown("Not served: " + "; ".join(f"{k} ({v})" for k, v in m.unavailable.items()))
+        with gr.Tab("Classify"):
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], height=360,
+                                     label="Photo", elem_id="photo")
+                    model = gr.Dropdown(choices, value=choices[0][1], label="Model (optimizer, test accuracy)")
+                    engine = gr.Radio([(v, k) for k, v in BACKENDS.items()], value=backend, label="Backend")
+                    with gr.Row():
+                        classify_btn = gr.Button("Classify", variant="primary", elem_id="classify")
+                        compare_btn = gr.Button("Compare all models", elem_id="compare")
+                with gr.Column():
+                    label = gr.Label(num_top_classes=len(m.classes), label="Prediction", elem_id="prediction")
+                    info = gr.Markdown(elem_id="info")
+            table = gr.Dataframe(headers=HEADERS, datatype=["str", "str", "number", "number", "number"],
+                                 interactive=False, label="All models on this photo", elem_id="compare-table")
+            compare_info = gr.Markdown()
+            if m.examples:
+                gr.Examples([[p] for p in m.examples], inputs=[image], cache_examples=False,
+                            label="Examples from the test split")
+        with gr.Tab("Leaderboard"):
+            gr.Markdown(m.leaderboard_md or "The run's leaderboard.md is not available.")
+            for plot in m.plots:
+                gr.Image(plot, label=os.path.basename(plot), interactive=False, type="filepath")
+
+        gr.on([classify_btn.click, image.upload], demo.classify, inputs=[image, model, engine],
+              outputs=[label, info], api_name="classify", preprocess=False)
+        compare_btn.click(demo.compare_all, inputs=[image, engine], outputs=[table, compare_info],
+                          api_name="compare_all", preprocess=False)
+    return page

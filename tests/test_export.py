@@ -1,0 +1,229 @@
+"""export/to_onnx.py: files, parity with the trained model, manifest contract, reruns and bad input.
+
+Everything runs through the entry points (tests/conftest.py: tiny_run from train/run_all.py, tiny_export
+from export/to_onnx.py). Tests that change a run work on a copy, so the shared fixtures stay as made.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def manifest_of(export_dir: str) -> dict:
+    with open(os.path.join(export_dir, "manifest.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+def copy_run(src: str, dst, keep_export: bool) -> str:
+    dst = str(dst)
+    shutil.copytree(src, dst, ignore=None if keep_export else shutil.ignore_patterns("export"))
+    return dst
+
+
+def assert_one_line_error(p, *needles):
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    err = p.stderr.strip()
+    assert "Traceback" not in p.stderr and len(err.splitlines()) == 1, p.stderr
+    assert err.startswith("error: ")
+    for n in needles:
+        assert n in err, err
+
+
+def test_export_files_parity_and_manifest(tiny_run, tiny_export):
+    import onnx
+    import onnxruntime as ort
+
+    import models
+    from models.dataset import open_dataset
+
+    m = manifest_of(tiny_export)
+    with open(os.path.join(tiny_run, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    with open(os.path.join(tiny_run, "results.json"), encoding="utf-8") as f:
+        results = json.load(f)["optimizers"]
+    S, C = config["image_size"], len(config["classes"])
+    assert m["format"] == 1 and m["classes"] == config["classes"]
+    assert os.path.samefile(os.path.join(tiny_export, m["run"]), tiny_run)
+    assert m["preprocessing"] == {"size": S, "mean": list(models.MEAN), "std": list(models.STD), "function": "models.preprocess"}
+    assert m["input"]["shape"] == [-1, 3, S, S] and m["output"]["shape"] == [-1, C]
+    assert m["device"]["paddle"] == "cpu" and m["device"]["onnx"] == "CPUExecutionProvider"
+    assert list(m["models"]) == ["sgd", "adam"]
+
+    # The test split the export must have used: the dataset's test images minus those training skipped.
+    skipped = {s["path"] for s in config["data"]["skipped"]}
+    ds = open_dataset(config["data"]["root"])
+    n_test = len([s for s in ds.split("test") if os.path.relpath(s.path, ds.root) not in skipped])
+    assert n_test > 0
+
+    for name, e in m["models"].items():
+        assert e["status"] == "ok", e["status"]
+        # Same predictions as the trained model, which is the model results.json scored.
+        assert e["test_acc"]["paddle"] == e["test_acc"]["onnx"] == e["test_acc"]["trained"]
+        assert e["test_acc"]["trained"] == pytest.approx(results[name]["test_acc"], abs=1e-9)
+        assert e["test_images"] == n_test
+        assert 0 <= e["max_abs_diff"]["paddle"] <= 1e-4 and 0 <= e["max_abs_diff"]["onnx"] <= 1e-4
+        assert set(e["latency_ms"]) == {"dygraph_b1", "paddle_b1", "onnx_b1"} and min(e["latency_ms"].values()) > 0
+        assert set(e["throughput_ips"]) == {"dygraph_b32", "paddle_b32", "onnx_b32"}
+        assert e["export_seconds"] > 0 and e["opset"] >= 13
+        assert e["best_epoch"] == results[name]["best_epoch"]
+        with open(os.path.join(tiny_run, name, "best.pdparams"), "rb") as f:
+            assert e["checkpoint_sha256"] == hashlib.sha256(f.read()).hexdigest()
+
+        onnx_path = os.path.join(tiny_export, e["onnx"])
+        onnx.checker.check_model(onnx_path, full_check=True)
+        model = onnx.load(onnx_path)
+        assert [i.name for i in model.graph.input] == [m["input"]["name"]]
+        assert [o.name for o in model.graph.output] == [m["output"]["name"]]
+        assert os.path.getsize(os.path.join(tiny_export, e["paddle"]["params"])) > 1000
+        with open(os.path.join(tiny_export, e["paddle"]["model"]), encoding="utf-8") as f:
+            json.load(f)  # the PIR program is JSON
+
+    # The examples are readable test images and the ONNX file turns them into probabilities (dynamic batch).
+    assert 0 < len(m["examples"]) <= 2 * C
+    batch = np.stack([models.preprocess(os.path.join(tiny_export, p), S) for p in m["examples"]])
+    sess = ort.InferenceSession(os.path.join(tiny_export, m["models"]["adam"]["onnx"]), providers=["CPUExecutionProvider"])
+    probs = sess.run(None, {m["input"]["name"]: batch})[0]
+    assert probs.shape == (len(batch), C)
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    assert (probs >= 0).all()
+
+
+def test_manifest_paths_are_relative_and_resolve(tiny_export):
+    m = manifest_of(tiny_export)
+    paths = [m["run"], *m["examples"], m["leaderboard"]["markdown"], *m["leaderboard"]["plots"]]
+    for e in m["models"].values():
+        paths += [e["onnx"], e["paddle"]["model"], e["paddle"]["params"]]
+    for p in paths:
+        assert p and not os.path.isabs(p) and "\\" not in p, p
+        assert os.path.exists(os.path.join(tiny_export, p)), p
+    # Examples live inside the export folder, so a copied run folder still has them.
+    assert all(os.path.normpath(p).split(os.sep)[0] == "examples" for p in m["examples"])
+
+
+def test_rerun_skips_unchanged_and_redoes_changed(tiny_run, tiny_export, tmp_path):
+    import paddle
+
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=True)
+    export = os.path.join(run, "export")
+    before = {p: os.stat(os.path.join(export, p)).st_mtime_ns for p in ("manifest.json", "sgd/model.onnx", "adam/model.onnx")}
+
+    p = run_cli("export/to_onnx.py", "--run", run)
+    assert p.stdout.count("unchanged, not exported again") == 2
+    assert {q: os.stat(os.path.join(export, q)).st_mtime_ns for q in before} == before
+
+    # A new adam checkpoint (still valid) is exported again; sgd is not.
+    ckpt = os.path.join(run, "adam", "best.pdparams")
+    state = paddle.load(ckpt)
+    state = {k: v * 1.01 if "weight" in k else v for k, v in state.items()}
+    paddle.save(state, ckpt)
+    p = run_cli("export/to_onnx.py", "--run", run)
+    rows = {line.split()[0]: line for line in p.stdout.splitlines() if line.split() and line.split()[0] in ("sgd", "adam")}
+    assert "unchanged" in rows["sgd"] and "unchanged" not in rows["adam"] and rows["adam"].rstrip().endswith("ok")
+    assert os.stat(os.path.join(export, "sgd/model.onnx")).st_mtime_ns == before["sgd/model.onnx"]
+    assert os.stat(os.path.join(export, "adam/model.onnx")).st_mtime_ns != before["adam/model.onnx"]
+    m = manifest_of(export)
+    assert m["models"]["adam"]["checkpoint_sha256"] != manifest_of(tiny_export)["models"]["adam"]["checkpoint_sha256"]
+    assert m["models"]["adam"]["status"] == "ok"
+
+    # --force with --optimizers redoes just that model and keeps the other's entry.
+    p = run_cli("export/to_onnx.py", "--run", run, "--optimizers", "sgd", "--force")
+    assert "not exported again" not in p.stdout and os.stat(os.path.join(export, "sgd/model.onnx")).st_mtime_ns != before["sgd/model.onnx"]
+    assert list(manifest_of(export)["models"]) == ["sgd", "adam"]
+
+
+def test_corrupt_checkpoint_among_good_ones(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=False)
+    with open(os.path.join(run, "sgd", "best.pdparams"), "r+b") as f:
+        f.truncate(300)
+    p = run_cli("export/to_onnx.py", "--run", run, check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr + p.stdout
+    rows = {line.split()[0]: line for line in p.stdout.splitlines() if line.split() and line.split()[0] in ("sgd", "adam")}
+    assert "failed: sgd/best.pdparams is not a readable checkpoint" in rows["sgd"]
+    assert rows["adam"].rstrip().endswith("ok")
+    m = manifest_of(os.path.join(run, "export"))
+    assert m["models"]["sgd"]["status"].startswith("failed:") and "onnx" not in m["models"]["sgd"]
+    assert m["models"]["adam"]["status"] == "ok"
+    assert os.path.isfile(os.path.join(run, "export", m["models"]["adam"]["onnx"]))
+    assert not os.path.exists(os.path.join(run, "export", "sgd"))
+    assert not [f for f in os.listdir(os.path.join(run, "export")) if f.startswith(".")]  # no temp folders left
+
+
+def test_bad_input_is_one_line(tiny_run, kaggle_fixture, tmp_path):
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    assert_one_line_error(run_cli("export/to_onnx.py", "--runs", empty, check=False), "no runs under", "train/run_all.py")
+    assert_one_line_error(run_cli("export/to_onnx.py", "--run", tmp_path / "nope", check=False), "does not exist")
+
+    no_ckpt = tmp_path / "no_ckpt"
+    no_ckpt.mkdir()
+    shutil.copy(os.path.join(tiny_run, "config.json"), no_ckpt)
+    assert_one_line_error(run_cli("export/to_onnx.py", "--run", no_ckpt, check=False), "no best checkpoints")
+
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=False)
+    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--optimizers", "sgd,lion", check=False),
+                          "no optimizer lion", "sgd, adam")
+    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", tmp_path / "gone", check=False),
+                          "does not exist", "--data")
+    # A copy of the dataset whose labels.csv marks no image as final validation: no test split.
+    data = shutil.copytree(kaggle_fixture, tmp_path / "data")
+    labels = os.path.join(data, "labels.csv")
+    with open(labels, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(labels, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows({**r, "is_final_validation": "0"} for r in rows)
+    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", data, check=False), "no test images")
+    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--device", "gpu", check=False), "--device gpu")
+    assert not os.path.exists(os.path.join(run, "export", "manifest.json"))
+
+
+def test_parity_check_flags_any_difference():
+    from export.exporter import check_parity
+
+    rng = np.random.default_rng(0)
+    ref = rng.dirichlet(np.ones(4), size=50).astype(np.float32)
+    labels = ref.argmax(1)
+    acc, diff, problems = check_parity({"dygraph": ref, "paddle": ref + 1e-6, "onnx": ref.copy()}, labels)
+    assert problems == [] and acc == {"trained": 1.0, "paddle": 1.0, "onnx": 1.0} and diff["onnx"] == 0.0
+
+    off = ref.copy()
+    off[3] = np.roll(off[3], 1)  # one image predicted differently
+    nan = ref.copy()
+    nan[0, labels[0]] = np.nan  # argmax picks the NaN: same prediction, only the difference shows
+    acc, diff, problems = check_parity({"dygraph": ref, "paddle": ref + 2e-4, "onnx": off}, labels)
+    assert acc["onnx"] == pytest.approx(49 / 50)
+    assert any(p.startswith("paddle max |Δprob| 2.00e-04") for p in problems)
+    assert "onnx differs from the trained model on 1 of 50 test images" in problems
+    assert check_parity({"dygraph": ref, "onnx": nan}, labels)[2] == ["onnx max |Δprob| nan > 0.0001"]
+
+
+def test_checkpoint_of_another_network_is_refused(tiny_run, tmp_path):
+    import paddle
+
+    import models
+    from export.exporter import ModelFailed, load_network, open_run
+
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=False)
+    paddle.save(models.build_model("smallcnn", 7).state_dict(), os.path.join(run, "sgd", "best.pdparams"))
+    with pytest.raises(ModelFailed, match=r"does not fit smallcnn with 4 classes .* retrain sgd"):
+        load_network(open_run(run), "sgd")
+
+
+def test_bench_prints_ratios(tiny_export, tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=True)
+    p = run_cli("bench/bench_export.py", "--run", run, "--seconds", "0.3")
+    for needle in ("dygraph", "ONNX Runtime b1 latency / dygraph", "Paddle Inference b1 latency / dygraph", "export time per model"):
+        assert needle in p.stdout, p.stdout
+    ratio = float(p.stdout.split("ONNX Runtime b1 latency / dygraph")[1].split("=")[1].split()[0])
+    assert ratio > 0
