@@ -72,14 +72,17 @@ def plot_curves(name: str, history: list[dict], path: str) -> None:
     plt.close(fig)
 
 
+def _style(i: int) -> dict:
+    """Line style of the i-th optimizer in a plot: 10 hues, then other markers and dashes."""
+    return dict(marker="o.^s"[i // 5 % 4], ls=("-", "--", ":")[i // 10 % 3], color=plt.get_cmap("tab20")(2 * (i % 10) % 20))
+
+
 def plot_compare(histories: dict[str, list[dict]], path: str) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
-    cmap = plt.get_cmap("tab20")
     for i, (name, hist) in enumerate(sorted(histories.items())):
         ep = [h["epoch"] for h in hist]
-        style = dict(marker="o.^s"[i // 5 % 4], ls=("-", "--", ":")[i // 10 % 3], color=cmap(2 * (i % 10) % 20), label=name)
-        a.plot(ep, [h["val_loss"] for h in hist], **style)
-        b.plot(ep, [100 * h["val_acc"] for h in hist], **style)
+        a.plot(ep, [h["val_loss"] for h in hist], **_style(i), label=name)
+        b.plot(ep, [100 * h["val_acc"] for h in hist], **_style(i), label=name)
     a.set(title="validation loss", xlabel="epoch")
     b.set(title="validation accuracy (%)", xlabel="epoch")
     for ax in (a, b):
@@ -181,11 +184,6 @@ def comparison_notes(results: dict, comparison: dict) -> list[str]:
     return lines
 
 
-def _color(i: int):
-    """Distinct hues first (tab20's even entries), then their light twins."""
-    return plt.get_cmap("tab20")((2 * i) % 20 + (2 * i) // 20 % 2)
-
-
 def plot_val_curves(results: dict, path: str, target: float | None = None) -> None:
     """Mean ± std (over seeds) validation accuracy per epoch, one line per optimizer."""
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -194,12 +192,12 @@ def plot_val_curves(results: dict, path: str, target: float | None = None) -> No
         if not c or not c["epochs"]:
             continue
         m, s = [100 * v for v in c["mean"]], [100 * v for v in c["std"]]
-        ax.plot(c["epochs"], m, marker=".", color=_color(i), label=name)
-        ax.fill_between(c["epochs"], [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=_color(i), alpha=0.15)
+        ax.plot(c["epochs"], m, **_style(i), label=name)
+        ax.fill_between(c["epochs"], [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=_style(i)["color"], alpha=0.15)
     if target is not None:
         ax.axhline(100 * target, color="k", ls=":", lw=1, label="target")
     ax.set(title="validation accuracy over seeds (mean ± std)", xlabel="epoch", ylabel="%")
-    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2, loc="lower right")
     fig.tight_layout()
@@ -214,10 +212,10 @@ def plot_lr_sensitivity(results: dict, path: str) -> None:
     for i, (name, r) in enumerate(sorted(results.items())):
         if "tune" not in r:
             continue
-        g, col = r["tune"]["grid"], _color(i)
+        g, col, ls = r["tune"]["grid"], _style(i)["color"], _style(i)["ls"]
         lrs = [t["lr"] for t in g]
         acc = [100 * (t["final_val_acc"] if t["final_val_acc"] is not None else 0) for t in g]
-        ax.plot(lrs, acc, color=col, label=name, lw=1.2)
+        ax.plot(lrs, acc, color=col, ls=ls, label=name, lw=1.2)
         for lr, a, t in zip(lrs, acc, g):
             marker = "x" if t["final_val_acc"] is None else "o"
             face = col if t["status"] == "done" else "none"
