@@ -131,6 +131,8 @@ def search(name: str, run: str, centre_hp: dict, *, splits, init_state, tune_pla
     lrs = grid(centre_hp["learning_rate"])
     trial_splits, no_skill, n_val = None, 0.0, 0
     if splits is not None:  # None: everything is done already (run_all loads no data then)
+        if len(splits["val"]) == 0:
+            raise ValueError("--tune chooses on the validation split, and this dataset has no validation images")
         trial_splits = {"train": subset(splits["train"], tune_plan["subset_size"], seed), "val": splits["val"]}  # no test split
         n_val = len(splits["val"])
         no_skill = float(np.bincount(splits["val"].labels).max() / max(1, n_val))
