@@ -109,8 +109,12 @@ def evaluate(model, split: Split, batch_size: int = 256) -> tuple[float, float]:
 
 
 def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_state: dict, hyperparams: dict,
-              splits: dict[str, Split], epochs: int, batch_size: int, seed: int, position: str = "") -> dict:
-    """Train (or resume, or skip if done) one optimizer and return its result row."""
+              splits: dict[str, Split], epochs: int, batch_size: int, seed: int, position: str = "", stop=None) -> dict:
+    """Train (or resume, or skip if done) one optimizer and return its result row.
+
+    stop(history) -> reason or None is asked before each epoch after the first: a reason ends training
+    with that status (learning-rate trials stop clearly worse runs early). Without a "test" split the
+    test metrics stay None (trials are chosen on validation accuracy only)."""
     main = D.is_main()
     done = D.share(read_json(os.path.join(out, "result.json")) if main else None)
     if done is not None:
@@ -134,6 +138,9 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
     status = "done"
     train = splits["train"]
     for epoch in range(start, epochs):
+        if stop is not None and history and (reason := stop(history)):
+            status = reason
+            break
         opt.set_lr(cosine_lr(base_lr, epoch, epochs))
         paddle.seed(seed * 1000 + epoch)
         rng = np.random.default_rng([seed, epoch])
@@ -181,11 +188,12 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
     result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
               "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
               "hyperparams": hyperparams}
-    best_state = D.load_shared(os.path.join(out, "best.pdparams"))
+    best_state = D.load_shared(os.path.join(out, "best.pdparams"))  # collective: every rank calls it
     if best_state is not None:
-        model.set_state_dict(best_state)
-        result["test_loss"], result["test_acc"] = evaluate(model, splits["test"])
         result["best_val_acc"], result["best_epoch"] = best["val_acc"], best["epoch"]
+        if "test" in splits:
+            model.set_state_dict(best_state)
+            result["test_loss"], result["test_acc"] = evaluate(model, splits["test"])
     if main:
         from train.report import plot_curves
 

@@ -2,6 +2,7 @@
 
     python train/run_all.py                                   # whole sweep, default profile
     python train/run_all.py --data ../shared/data/hymenoptera --optimizers momentum,qhm --epochs 3 --out runs/hym
+    python train/run_all.py --tune --seeds 3                  # per-optimizer learning rates, 3 seeds (train/tune.py)
 
 Every optimizer starts from the same initial weights and sees the same data order. Kill it at any
 moment and run the same command again: finished optimizers are skipped, an unfinished one resumes
@@ -37,7 +38,7 @@ IDENTITY = ("data_fingerprint", "model", "image_size", "epochs", "batch_size", "
 
 
 def parse_args(argv=None):
-    from train import optimizers
+    from train import optimizers, tune
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None, help="dataset folder (Kaggle layout with labels.csv, or DIR/train|val[/test]/<class>/), "
@@ -56,7 +57,9 @@ def parse_args(argv=None):
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: one per core, at most 4)")
     p.add_argument("--parallel", type=int, default=1, help="train this many optimizers at once, each in its own process "
                    "on its own GPU (or a share of the CPU threads); results equal the sequential sweep's")
+    tune.add_arguments(p)
     args = p.parse_args(argv)
+    tune.check_arguments(p, args)
     args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     unknown = [o for o in args.optimizers if o not in optimizers.NAMES]
     if unknown:
@@ -73,6 +76,8 @@ def parse_args(argv=None):
     for k in ("epochs", "image_size", "batch_size", "parallel"):
         if getattr(args, k) < 1:
             p.error(f"--{k.replace('_', '-')} must be at least 1")
+    if args.compare and (args.parallel > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1):
+        p.error("--tune/--seeds/--target run in a single process for now: drop --parallel / the distributed launcher")
     return args
 
 
@@ -120,7 +125,7 @@ def main(argv=None) -> int:
         print(f"*** {note} ***", file=sys.stderr)
     for n in ds.notes:
         print(f"note: {n}", file=sys.stderr)
-    run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}-{args.image_size}px-{args.epochs}ep-seed{args.seed}")
+    run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}-{args.image_size}px-{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
     if D.is_main():
         os.makedirs(run, exist_ok=True)
 
@@ -133,16 +138,23 @@ def main(argv=None) -> int:
         was = ", ".join(f"{k}={old['identity'][k]}" for k in changed)
         print(f"error: {run} was made with different settings ({was}); use another --out or the same settings", file=sys.stderr)
         return 2
+    from train import tune
+
+    problem = tune.check_run(old, args, {n: hyperparams_for(n, args.lr_overrides) for n in args.optimizers}, run)
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     hps = dict(old.get("hyperparams", {}))
     for name in args.optimizers:
         hp = hyperparams_for(name, args.lr_overrides)
-        if name in hps and hps[name] != hp and os.path.isdir(os.path.join(run, name)):
+        if not args.tune and name in hps and hps[name] != hp and os.path.isdir(os.path.join(run, name)):
             print(f"error: {name} in {run} was trained with {hps[name]}, not {hp}; use another --out", file=sys.stderr)
             return 2
         hps[name] = hp
     order = list(dict.fromkeys(old.get("optimizers", []) + args.optimizers))
 
-    todo = D.share([n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))])
+    todo = D.share([n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))
+                    or (args.compare and tune.pending(run, n, args, hps[n]["learning_rate"]))])
     splits = info = None
     if todo or "data" not in old:
         splits, info = load_splits(ds, args.image_size, args.cache_dir, args.workers)
@@ -154,6 +166,8 @@ def main(argv=None) -> int:
               "classes": list(ds.classes), "optimizers": order, "hyperparams": hps, "device": device,
               "lr_schedule": "cosine decay per epoch from each optimizer's learning_rate", "augmentation": "random horizontal flip",
               "distributed": D.describe(args.batch_size), "data": data_info, "versions": versions()}
+    if args.tune:
+        config["tune"] = tune.settings(old.get("tune"), args, hps, data_info["sizes"]["train"])
     if D.is_main():
         write_json(cfg_path, config)
         if info is not None and (info["skipped"] or ds.missing):
@@ -190,9 +204,17 @@ def main(argv=None) -> int:
             results = D.run_parallel(run, args.optimizers, args.parallel, args.device, args.cache_dir, on_result=say)
         for i, name in enumerate([] if args.parallel > 1 else args.optimizers, 1):
             try:
+                train_kw = dict(model_name=args.model, num_classes=len(ds.classes), batch_size=args.batch_size)
+                if args.tune:
+                    hps[name] = tune.search(name, run, hps[name], splits=splits, init_state=init_state, tune_plan=config["tune"],
+                                            seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
+                    write_json(cfg_path, config)
                 results[name] = train_one(name, os.path.join(run, name), model_name=args.model, num_classes=len(ds.classes),
                                           init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
+                if args.compare:
+                    tune.train_seeds(name, run, hps[name], args=args, splits=splits, num_classes=len(ds.classes),
+                                     position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
             except FAILURES as e:
                 if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
                     print(f"error: {name}: {failure(e)}; stopping every rank (run the same command again to resume)",
@@ -206,6 +228,7 @@ def main(argv=None) -> int:
             print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
         return 130
     finally:
+        comparison = None
         if D.is_main():  # the other ranks leave the results and reports to rank 0
             for name in order:  # optimizers of earlier invocations of the same run
                 if name not in results:
@@ -214,13 +237,21 @@ def main(argv=None) -> int:
                         results[name] = r
             histories = {n: read_json(os.path.join(run, n, "history.json"), []) for n in results}
             results = {n: results[n] for n in order if n in results}
+            comparison = tune.summarize(run, results, config, args) if args.compare else None
             write_json(os.path.join(run, "results.json"), {"run": os.path.abspath(run), "data": ds.root, "device": device,
-                                                            "optimizers": results})
-            title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, seed {args.seed}, {os.path.basename(ds.root)}"
-            write_reports(run, results, histories, title)
+                                                            "optimizers": results, **({"comparison": comparison} if comparison else {})})
+            seed_note = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}-{args.seed + args.seeds - 1}"
+            seed_note += ", tuned learning rates" if args.tune else ""
+            title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, {seed_note}, {os.path.basename(ds.root)}"
+            write_reports(run, results, histories, title, comparison)
     if not D.is_main():
         return 0
     print(leaderboard_text(results))
+    if comparison and "search" in comparison:
+        c = comparison["search"]
+        ratio = "-" if c["cost_ratio"] is None else f"{c['cost_ratio']:.2f}"
+        print(f"\nlearning-rate search: {c['trials']} trials ({c['stopped_early']} stopped early, {c['diverged']} diverged), "
+              f"{c['search_seconds']:.1f} s = {ratio} x one plain sweep ({c['plain_sweep_seconds']:.1f} s)")
     shown = os.path.relpath(run) if os.path.abspath(run).startswith(os.getcwd() + os.sep) else os.path.abspath(run)
     print(f"\nrun directory: {shown}   ({time.perf_counter() - t_start:.1f} s)")
     return 0
