@@ -21,7 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402,F401  (first: quiets Paddle)
 import numpy as np  # noqa: E402
 
-from export import backends, exporter  # noqa: E402
+from export import exporter  # noqa: E402
+from models import inference as backends  # noqa: E402
 
 
 def measure(runners: dict, x1: np.ndarray, xb: np.ndarray, seconds: float, rounds: int = 5) -> dict:

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm import tqdm
 
 import models
-from export import backends
+from models import inference as backends
 from models.dataset import DatasetError, open_dataset
 from models.io import read_json, write_json
 

@@ -16,7 +16,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import models  # noqa: E402,F401  (first: quiets Paddle)
-from export import backends, exporter  # noqa: E402
+from export import exporter  # noqa: E402
+from models import inference as backends  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

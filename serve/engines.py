@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 
+from models import inference
 from serve.manifest import Manifest
 
 BACKENDS = {"onnx": "ONNX Runtime", "paddle": "Paddle Inference"}
@@ -31,55 +32,35 @@ class Engines:
         self.threads = threads
         self._lock = threading.Lock()
         self._onnx: dict = {}
-        self._paddle: dict = {}  # name -> (base predictor, pool of idle clones)
-        self._devices: dict = {}
+        self._paddle: dict = {}  # name -> (base runner, pool of idle clones)
+        self._device = None
 
     # -- devices ---------------------------------------------------------------------------------
+    def _where(self) -> inference.Device:
+        if self._device is None:
+            self._device = inference.choose_device("auto", self.threads)  # GPU when usable, else CPU
+        return self._device
+
     def device(self, backend: str) -> str:
         """Where `backend` runs, in words, e.g. 'CPU (CPUExecutionProvider)' or 'GPU 0'."""
-        if backend not in self._devices:
-            if backend == "onnx":
-                import onnxruntime as ort
+        d = self._where()
+        if backend == "onnx":
+            return f"{'GPU' if d.onnx == inference.CUDA_EP else 'CPU'} ({d.onnx})"
+        return f"GPU {d.paddle.split(':')[1]}" if d.paddle.startswith("gpu") else "CPU"
 
-                cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-                self._devices[backend] = "GPU (CUDAExecutionProvider)" if cuda else "CPU (CPUExecutionProvider)"
-            else:
-                from models.runtime import pick_device
-
-                self._devices[backend] = "GPU 0" if pick_device("auto").startswith("gpu") else "CPU"
-        return self._devices[backend]
-
-    # -- sessions --------------------------------------------------------------------------------
-    def _onnx_session(self, name: str):
+    # -- sessions (models.inference, the same runners export proved the files with) ---------------
+    def _onnx_runner(self, name: str) -> inference.OnnxRunner:
         with self._lock:
             if name not in self._onnx:
-                import onnxruntime as ort
-
-                opts = ort.SessionOptions()
-                opts.intra_op_num_threads = self.threads
-                opts.inter_op_num_threads = 1
-                opts.log_severity_level = 3
-                providers = ["CPUExecutionProvider"]
-                if self.device("onnx").startswith("GPU"):
-                    providers.insert(0, "CUDAExecutionProvider")
-                self._onnx[name] = ort.InferenceSession(self.manifest.models[name].onnx, opts, providers=providers)
+                self._onnx[name] = inference.OnnxRunner(self.manifest.models[name].onnx, self._where())
             return self._onnx[name]
 
-    def _paddle_predictor(self, name: str):
-        """An idle Paddle predictor for `name` (a clone of the cached one when all are busy)."""
+    def _paddle_runner(self, name: str) -> inference.PaddleRunner:
+        """An idle Paddle runner for `name` (a clone of the cached one when all are busy)."""
         with self._lock:
             if name not in self._paddle:
-                import paddle.inference as pi
-
                 entry = self.manifest.models[name]
-                config = pi.Config(entry.paddle_model, entry.paddle_params)
-                if self.device("paddle").startswith("GPU"):
-                    config.enable_use_gpu(256, 0)
-                else:
-                    config.disable_gpu()
-                    config.set_cpu_math_library_num_threads(self.threads)
-                config.disable_glog_info()
-                base = pi.create_predictor(config)
+                base = inference.PaddleRunner(entry.paddle_model, entry.paddle_params, self._where())
                 self._paddle[name] = (base, queue.SimpleQueue())
                 return base
             base, idle = self._paddle[name]
@@ -96,18 +77,14 @@ class Engines:
         if name not in self.manifest.models:
             raise KeyError(name)
         if backend == "onnx":
-            session = self._onnx_session(name)
+            runner = self._onnx_runner(name)
             t = time.perf_counter()
-            probs = session.run(None, {self.manifest.input_name: x})[0]
+            probs = runner(x)
             return probs, time.perf_counter() - t
-        predictor = self._paddle_predictor(name)
+        runner = self._paddle_runner(name)
         try:
             t = time.perf_counter()
-            handle = predictor.get_input_handle(predictor.get_input_names()[0])
-            handle.reshape(list(x.shape))
-            handle.copy_from_cpu(np.ascontiguousarray(x))
-            predictor.run()
-            probs = predictor.get_output_handle(predictor.get_output_names()[0]).copy_to_cpu()
+            probs = runner(x)
             return probs, time.perf_counter() - t
         finally:
-            self._paddle[name][1].put(predictor)
+            self._paddle[name][1].put(runner)

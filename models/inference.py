@@ -1,7 +1,9 @@
 """The three ways to run a classifier, behind one call: float32 NCHW batch -> softmax probabilities.
 
+Shared by export (which proves the exported files) and serve (which runs them for the demo).
+
 - `DygraphRunner`: the trained network in eval mode (the reference every exported file is checked against);
-- `PaddleRunner`: the static model through Paddle Inference (`paddle.inference`);
+- `PaddleRunner`: the static model through Paddle Inference (`paddle.inference`; `clone()` for threads);
 - `OnnxRunner`: the ONNX file through ONNX Runtime.
 
 `choose_device` decides, once per process, where they run: the GPU when Paddle / ONNX Runtime can use
@@ -117,6 +119,15 @@ class PaddleRunner:
         self.output_name = self.predictor.get_output_names()[0]
         self._in = self.predictor.get_input_handle(self.input_name)
         self._out = self.predictor.get_output_handle(self.output_name)
+
+    def clone(self) -> "PaddleRunner":
+        """Another runner sharing this one's weights (Paddle predictors are not thread-safe; clones are)."""
+        twin = object.__new__(PaddleRunner)
+        twin.predictor = self.predictor.clone()
+        twin.input_name, twin.output_name = self.input_name, self.output_name
+        twin._in = twin.predictor.get_input_handle(self.input_name)
+        twin._out = twin.predictor.get_output_handle(self.output_name)
+        return twin
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         self._in.reshape(x.shape)
