@@ -47,7 +47,7 @@ def sgemm_flops(n: int = 1024, reps: int = 20) -> tuple[float, float]:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--size", type=int, default=64)
+    p.add_argument("--size", type=int, default=48, help="image size (the default profile's)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--rounds", type=int, default=3, help="alternate the two measurements this many times; best of each")
