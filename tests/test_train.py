@@ -168,3 +168,16 @@ def test_decode_cache_is_reused(kaggle_fixture, tmp_path):
     assert first["train"].images.shape[1:] == (24, 24, 3) and first["train"].images.dtype == np.uint8
     _, info3 = load_splits(ds, 28, str(tmp_path), workers=1)  # another size is another cache entry
     assert info3["cache_hit"] is False
+
+
+@pytest.mark.parametrize("script, flags", [
+    ("train/run_all.py", ["--data", "--optimizers", "--epochs", "--out", "--seed", "--device", "--tune", "--seeds", "--parallel"]),
+    ("export/to_onnx.py", ["--run", "--optimizers", "--opset", "--force", "--device"]),
+    ("serve/app.py", ["--manifest", "--port", "--backend", "--host"]),
+    ("train/visualize_optimizers.py", ["--out"]),
+])
+def test_every_entry_point_explains_its_flags(script, flags):
+    p = run_cli(script, "--help")
+    assert p.stdout.startswith("usage:")
+    for flag in flags:
+        assert flag in p.stdout, flag

@@ -54,7 +54,7 @@ def add_arguments(p) -> None:
     g.add_argument("--seeds", type=int, default=1, help="train every optimizer with N seeds (different initial weights and "
                    "data order): mean ± std, 95%% CI and groups of statistically tied optimizers")
     g.add_argument("--target", type=float, default=None, help="time-to-accuracy target, a validation accuracy in (0, 1]; "
-                   f"default {TARGET_SHARE:.0%} of the best optimizer's final mean validation accuracy")
+                   f"default {round(100 * TARGET_SHARE)}%% of the best optimizer's final mean validation accuracy")
 
 
 def check_arguments(p, args) -> None:
