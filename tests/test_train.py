@@ -181,3 +181,22 @@ def test_every_entry_point_explains_its_flags(script, flags):
     assert p.stdout.startswith("usage:")
     for flag in flags:
         assert flag in p.stdout, flag
+
+
+def test_offline_default_dataset_names_the_options(monkeypatch):
+    """No --data and no data/kaggle_bee_vs_wasp: the kagglehub download is tried; offline, one line with the options."""
+    import kagglehub
+
+    from models.dataset import DatasetError
+    from train import data
+
+    def offline(handle):
+        assert handle == "jerzydziewierz/bee-vs-wasp"
+        raise ConnectionError("Name or service not known")
+
+    monkeypatch.setattr(kagglehub, "dataset_download", offline)
+    monkeypatch.setattr(data, "DEFAULT_DATA", "/no/such/kaggle_bee_vs_wasp")
+    with pytest.raises(DatasetError) as e:
+        data.resolve(None)
+    msg = str(e.value)
+    assert "--data DIR" in msg and "--data synthetic" in msg and "kaggle_bee_vs_wasp" in msg and "\n" not in msg
