@@ -82,12 +82,10 @@ def parse_args(argv=None):
 
 
 def hyperparams_for(name: str, lr_overrides: dict) -> dict:
+    """The registry's full hyperparameters for `name`, with its --lr override if any."""
     from train import optimizers
 
-    hp = dict(optimizers.DEFAULTS[name])
-    if name in lr_overrides:
-        hp["learning_rate"] = lr_overrides[name]
-    return hp
+    return optimizers.hyperparams(name, **({"learning_rate": lr_overrides[name]} if name in lr_overrides else {}))
 
 
 def versions() -> dict:
