@@ -17,7 +17,6 @@ import argparse
 import math
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402,F401  (first: quiets Paddle)
@@ -28,6 +27,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from models.io import savefig  # noqa: E402
 from train.optimizers import NAMES  # noqa: E402
 from train.optimizers.landscapes import LANDSCAPES, TOY_SETTINGS, descend  # noqa: E402
 
@@ -36,16 +36,10 @@ DEFAULT_OUT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__fil
 
 
 def save_atomic(fig, path: str) -> None:
-    """Write the figure to a temporary file beside `path`, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(suffix=".png", dir=os.path.dirname(path))
-    os.close(fd)
+    """Write the figure atomically (models.io.savefig), then free it."""
     try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        savefig(fig, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
         plt.close(fig)
 
 
