@@ -48,6 +48,17 @@ def cosine_lr(base: float, epoch: int, epochs: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
+def initial_weights(run: str, seed: int, base_seed: int, model_name: str, num_classes: int, pretrained: bool = False) -> str:
+    """Path of the initial weights every optimizer of seed `seed` starts from (made once:
+    init.pdparams for the base seed, init_seed<s>.pdparams for the others). Raises ValueError/RuntimeError
+    from build_model (e.g. pretrained weights that cannot be downloaded)."""
+    path = os.path.join(run, "init.pdparams" if seed == base_seed else f"init_seed{seed}.pdparams")
+    if not os.path.exists(path):
+        paddle.seed(seed)
+        save_paddle(build_model(model_name, num_classes, pretrained=pretrained).state_dict(), path)
+    return path
+
+
 def train_step(model, opt, x, y) -> tuple[float, int]:
     """One optimizer step on a batch (numpy or tensors): returns (mean loss, correct predictions)."""
     xt = x if isinstance(x, paddle.Tensor) else paddle.to_tensor(x)

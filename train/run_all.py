@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 
 import models  # noqa: E402  (first: quiets Paddle)
 from models.dataset import DatasetError  # noqa: E402
-from models.io import read_json, save_paddle, write_json  # noqa: E402
+from models.io import read_json, write_json  # noqa: E402
 
 # The default profile: sized so that the sweep trains every optimizer on the Kaggle dataset (7,939
 # training images) in about 30 minutes on a 2-core CPU, decoding included (bench/bench_sweep.py
@@ -171,20 +171,17 @@ def main(argv=None) -> int:
         if info is not None and (info["skipped"] or ds.missing):
             print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
 
-    import paddle
+    from train.loop import FAILURES, failure, initial_weights, train_one
 
     init_path = os.path.join(run, "init.pdparams")
-    if D.is_main() and not os.path.exists(init_path):
-        paddle.seed(args.seed)
+    if D.is_main():
         try:
-            net = models.build_model(args.model, len(ds.classes), pretrained=args.pretrained)
+            init_path = initial_weights(run, args.seed, args.seed, args.model, len(ds.classes), args.pretrained)
         except (ValueError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        save_paddle(net.state_dict(), init_path)
     init_state = D.load_shared(init_path) if todo and args.parallel == 1 else None
 
-    from train.loop import FAILURES, failure, train_one
     from train.report import leaderboard_text, write_reports
 
     def say(name, r):

@@ -181,20 +181,6 @@ def seed_dir(run: str, name: str, seed: int, base_seed: int) -> str:
     return os.path.join(run, name) if seed == base_seed else os.path.join(run, name, f"seed{seed}")
 
 
-def initial_weights(run: str, seed: int, base_seed: int, model_name: str, num_classes: int, pretrained: bool):
-    """The shared initial weights of seed `seed` (run_all writes init.pdparams for the base seed)."""
-    import paddle
-
-    import models
-    from models.io import save_paddle
-
-    path = os.path.join(run, "init.pdparams" if seed == base_seed else f"init_seed{seed}.pdparams")
-    if not os.path.exists(path):
-        paddle.seed(seed)
-        save_paddle(models.build_model(model_name, num_classes, pretrained=pretrained).state_dict(), path)
-    return paddle.load(path)
-
-
 def pending(run: str, name: str, args, centre_lr: float) -> bool:
     """Whether `name` still has a trial, a seed or a test-prediction file to make."""
     if args.tune and any(not os.path.exists(os.path.join(trial_dir(run, name, lr), "result.json")) for lr in grid(centre_lr)):
@@ -210,12 +196,14 @@ def pending(run: str, name: str, args, centre_lr: float) -> bool:
 
 def train_seeds(name: str, run: str, hp: dict, *, args, splits, num_classes: int, position: str, train_kw: dict) -> None:
     """Train the seeds after the primary one (cached like everything else); keep every seed's test predictions."""
-    from train.loop import train_one
+    import paddle
+
+    from train.loop import initial_weights, train_one
 
     for s in range(args.seed, args.seed + args.seeds):
         folder = seed_dir(run, name, s, args.seed)
         if s != args.seed and not os.path.exists(os.path.join(folder, "result.json")):
-            init = initial_weights(run, s, args.seed, args.model, num_classes, args.pretrained)
+            init = paddle.load(initial_weights(run, s, args.seed, args.model, num_classes, args.pretrained))
             train_one(name, folder, init_state=init, hyperparams=hp, splits=splits, epochs=args.epochs, seed=s,
                       position=f"{position}seed {s} ", **train_kw)
         test_predictions(folder, args.model, num_classes, splits)
