@@ -34,7 +34,7 @@ from models.io import read_json, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
-FORMAT = 1
+FORMAT = 2  # 2: preprocessing is the model's own (models.Preprocessing.as_dict), with the model name
 TOLERANCE = 1e-4  # max |Δprob| allowed between an exported backend and the trained model
 EXAMPLES_PER_CLASS = 2
 INPUT_NAME = "x"
@@ -59,6 +59,13 @@ class Run:
     @property
     def size(self) -> int:
         return int(self.config["image_size"])
+
+    @property
+    def preprocessing(self) -> models.Preprocessing:
+        """What the run trained with (config.json), or for older runs its model's preprocessing at its size."""
+        if "preprocessing" in self.config:
+            return models.Preprocessing.from_dict(self.config["preprocessing"])
+        return models.preprocessing(self.config["model"], self.size)
 
     @property
     def classes(self) -> list:
@@ -123,7 +130,7 @@ def _train_status(results: dict, name: str) -> str:
 
 
 def load_test_split(run: Run, data_root: str | None = None, progress: bool = True) -> TestSplit:
-    """The run's test images (minus the ones training skipped), decoded and resized by models.load_array."""
+    """The run's test images (minus the ones training skipped), decoded and resized by the run's preprocessing."""
     data = run.config["data"]
     root = data_root or data.get("root", "")
     try:
@@ -142,10 +149,10 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
     if not samples:
         raise RunError(f"the dataset at {ds.root} has no test images; give it a test split (Kaggle labels.csv "
                        f"is_final_validation, or a test/ folder) or pass --data DIR")
-    images, labels, paths = [], [], []
+    images, labels, paths, spec = [], [], [], run.preprocessing
     for s in tqdm(samples, desc="test images", unit="img", leave=False, disable=None if progress else True):
         try:
-            images.append(models.load_array(s.path, run.size))
+            images.append(spec.load_array(s.path))
         except models.ImageError as e:
             run.notes.append(f"test image left out: {e}")
             continue
@@ -176,7 +183,7 @@ def load_network(run: Run, name: str) -> backends.Softmax:
     except Exception as e:  # noqa: BLE001 - paddle.load raises many types on a damaged file; reported per model
         raise ModelFailed(f"failed: {rel} is not a readable checkpoint ({type(e).__name__}); "
                           f"retrain {name} or remove its folder") from None
-    net = models.build_model(run.config["model"], len(run.classes))
+    net = models.build_model(run.config["model"], len(run.classes), image_size=run.size)
     want = net.state_dict()
     if not isinstance(state, dict):
         raise ModelFailed(f"failed: {rel} holds a {type(state).__name__}, not a state dict; retrain {name}")
@@ -186,32 +193,6 @@ def load_network(run: Run, name: str) -> backends.Softmax:
                           f"({len(bad)} of {len(want)} weights missing or misshapen, e.g. {bad[0]}); retrain {name}")
     net.set_state_dict(state)
     return backends.Softmax(net).eval()
-
-
-def to_onnx(model_dir: str, opset: int) -> int:
-    """paddle2onnx in a child process (it exits the process on failure), then onnx.checker; returns the opset."""
-    import onnx
-
-    tmp = os.path.join(model_dir, ".model.onnx.tmp")
-    cmd = [sys.executable, "-m", "paddle2onnx.command", "--model_dir", model_dir,
-           "--model_filename", "inference.json", "--params_filename", "inference.pdiparams",
-           "--save_file", tmp, "--opset_version", str(opset), "--enable_auto_update_opset", "False",
-           # onnxoptimizer (a paddle2onnx dependency) only drops unused initializers; the default, polygraphy,
-           # pip-installs onnx_graphsurgeon at run time, and ONNX Runtime folds constants itself anyway.
-           "--optimize_tool", "onnxoptimizer"]
-    env = dict(os.environ, GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
-    if p.returncode != 0 or not os.path.isfile(tmp):
-        lines = [ln.strip() for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
-        raise ModelFailed(f"failed: paddle2onnx exited {p.returncode}: {(lines or ['no output'])[-1][:200]}"
-                          f" (try another --opset)")
-    try:
-        onnx.checker.check_model(tmp, full_check=True)
-    except onnx.checker.ValidationError as e:
-        raise ModelFailed(f"failed: onnx.checker: {str(e).splitlines()[0][:200]}") from None
-    os.replace(tmp, os.path.join(model_dir, "model.onnx"))
-    return max(o.version for o in onnx.load(os.path.join(model_dir, "model.onnx"), load_external_data=False).opset_import
-               if o.domain in ("", "ai.onnx"))
 
 
 def check_parity(probs: dict, labels: np.ndarray, tolerance: float = TOLERANCE) -> tuple[dict, dict, list]:
@@ -252,24 +233,24 @@ def replace_dir(tmp: str, dest: str) -> None:
 def export_model(run: Run, name: str, out: str, split: TestSplit, device: backends.Device, opset: int,
                  bench_s: float = 0.25) -> tuple[dict, str, str]:
     """Export one optimizer's model into out/<name>/ and prove it. Returns (manifest entry, onnx provider, output name)."""
-    from paddle.static import InputSpec
-    import paddle
-
     t0 = time.perf_counter()
     layer = load_network(run, name)
     load_seconds = time.perf_counter() - t0
     reference = backends.DygraphRunner(layer)
-    x1, xb = backends.timing_inputs(split.images)
-    probs = {"dygraph": backends.predict(reference, split.images)}
+    spec = run.preprocessing
+    x1, xb = backends.timing_inputs(split.images, spec)
+    probs = {"dygraph": backends.predict(reference, split.images, spec)}
     speeds = {"dygraph": backends.speed(reference, x1, xb, bench_s)}
     t1 = time.perf_counter()
 
     tmp = os.path.join(out, f".{name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     os.makedirs(tmp)
-    S = run.size
-    paddle.jit.save(layer, os.path.join(tmp, "inference"), input_spec=[InputSpec([None, 3, S, S], "float32", name=INPUT_NAME)])
-    got_opset = to_onnx(tmp, opset)
+    backends.save_static(layer, tmp, [None, 3, run.size, run.size], INPUT_NAME)
+    try:
+        got_opset = backends.to_onnx(tmp, opset)
+    except backends.ConversionError as e:
+        raise ModelFailed(f"failed: {e}") from None
     replace_dir(tmp, os.path.join(out, name))
     export_seconds = load_seconds + time.perf_counter() - t1  # load + jit.save + paddle2onnx + checker
 
@@ -277,7 +258,7 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, device: backen
     runners = {"paddle": backends.PaddleRunner(os.path.join(out, files["paddle"]["model"]), os.path.join(out, files["paddle"]["params"]), device),
                "onnx": backends.OnnxRunner(os.path.join(out, files["onnx"]), device)}
     for k, r in runners.items():
-        probs[k] = backends.predict(r, split.images)
+        probs[k] = backends.predict(r, split.images, spec)
         speeds[k] = backends.speed(r, x1, xb, bench_s)
 
     problems = [f"{k} input is named {r.input_name!r}, not {INPUT_NAME!r}" for k, r in runners.items() if r.input_name != INPUT_NAME]
@@ -357,7 +338,7 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
         prev = {}
         run.notes.append("the previous manifest.json was unreadable: every model is exported again")
     same_setup = (prev.get("format") == FORMAT and prev.get("device") == device.as_dict() and prev.get("classes") == run.classes
-                  and (prev.get("preprocessing") or {}).get("size") == run.size)
+                  and prev.get("model") == run.config["model"] and prev.get("preprocessing") == run.preprocessing.as_dict())
     prev_models = prev.get("models", {}) if same_setup else {}
     shas = {n: sha256(p) for n, p in run.checkpoints.items()}
 
@@ -412,8 +393,8 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
               "plots": [f"../{p}" for p in ("compare.png", "leaderboard.png") if os.path.isfile(os.path.join(run.dir, p))]}
         manifest = {
             "format": FORMAT, "run": "..", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "classes": run.classes,
-            "preprocessing": {"size": S, "mean": list(models.MEAN), "std": list(models.STD), "function": "models.preprocess"},
+            "classes": run.classes, "model": run.config["model"],
+            "preprocessing": run.preprocessing.as_dict(),
             "input": {"name": INPUT_NAME, "shape": [-1, 3, S, S], "dtype": "float32", "layout": "NCHW RGB"},
             "output": {"name": output_name, "meaning": "softmax probabilities", "shape": [-1, C]},
             "device": device.as_dict(),

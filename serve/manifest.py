@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import models
 
-FORMAT = 1
+FORMAT = 2
 RUN_FIRST = "Run these two commands first:\n  python train/run_all.py\n  python export/to_onnx.py"
 
 
@@ -43,6 +43,7 @@ class Manifest:
     run: str  # the run folder's name
     classes: tuple[str, ...]
     size: int
+    preprocessing: models.Preprocessing
     input_name: str
     models: dict[str, ModelEntry]  # servable ones, best test accuracy first
     unavailable: dict[str, str] = field(default_factory=dict)  # name -> reason
@@ -94,17 +95,13 @@ def load(path: str) -> Manifest:
                             f"(this demo reads format {FORMAT}); rerun python export/to_onnx.py")
     folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
     try:
-        pre, classes = m["preprocessing"], tuple(m["classes"])
-        size, input_name = int(pre["size"]), m["input"]["name"]
-        entries = m["models"]
+        classes, input_name, entries = tuple(m["classes"]), m["input"]["name"], m["models"]
+        spec = models.Preprocessing.from_dict(m["preprocessing"])
+        ours = models.preprocessing(m["model"], spec.size)
     except (KeyError, TypeError, ValueError) as e:
-        raise ManifestError(f"{path}: manifest lacks {e}; rerun python export/to_onnx.py") from None
-    same = (pre.get("function") == "models.preprocess"
-            and all(abs(a - b) < 1e-9 for a, b in zip(pre.get("mean", ()), models.MEAN))
-            and all(abs(a - b) < 1e-9 for a, b in zip(pre.get("std", ()), models.STD))
-            and len(pre.get("mean", ())) == 3 == len(pre.get("std", ())))
-    if not same:
-        raise ManifestError(f"{path}: exported with a different preprocessing than models.preprocess; "
+        raise ManifestError(f"{path}: manifest lacks or garbles {e}; rerun python export/to_onnx.py") from None
+    if spec != ours:
+        raise ManifestError(f"{path}: exported with a different preprocessing than this checkout's for {m['model']}; "
                             "rerun python export/to_onnx.py with this checkout")
 
     servable, unavailable = {}, {}
@@ -137,7 +134,7 @@ def load(path: str) -> Manifest:
     return Manifest(
         path=os.path.abspath(path), folder=folder,
         run=os.path.basename(os.path.realpath(os.path.join(folder, str(m.get("run") or "..")))),  # "run": the run folder
-        classes=classes, size=size, input_name=input_name, models={s.name: s for s in ranked},
+        classes=classes, size=spec.size, preprocessing=spec, input_name=input_name, models={s.name: s for s in ranked},
         unavailable=unavailable,
         examples=[p for p in (_named_file(folder, r) for r in m.get("examples") or []) if p],
         leaderboard_md=leaderboard_md,

@@ -1,7 +1,7 @@
 """The demo's page and API: `classify` (one model) and `compare_all` (every model) over one manifest.
 
 Both receive the upload's file record, not decoded pixels (`preprocess=False`), and hand its path to
-`models.preprocess`, so decoding, EXIF rotation and the decompression-bomb guard are the shared code's
+the model's `models.Preprocessing`, so decoding, EXIF rotation and the decompression-bomb guard are the shared code's
 and the answer equals the exported model's for that file. User errors become one-line messages on
 the page (`gr.Error`), which gradio_client callers receive as `AppError`.
 """
@@ -38,7 +38,7 @@ class Demo:
         return f"{BACKENDS[backend]} on {self.engines.device(backend)}"
 
     def _input(self, image, backend: str):
-        """The upload's file record -> (1, 3, S, S) float32 batch from models.preprocess, and seconds taken.
+        """The upload's file record -> (1, 3, S, S) float32 batch from the model's preprocessing, and seconds taken.
 
         Only files in Gradio's upload folder are read: a server path written into a request is refused
         (Gradio refuses it first; this is the second lock).
@@ -53,7 +53,7 @@ class Demo:
             raise _error("Only uploaded files are classified: send the image as a file upload.")
         t = time.perf_counter()
         try:
-            x = models.preprocess(real, self.m.size)[None]
+            x = self.m.preprocessing(real)[None]
         except models.ImageError as e:
             raise _error(f"Cannot classify this file: {e}") from None
         return x, time.perf_counter() - t

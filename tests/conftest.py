@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
@@ -11,6 +13,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.path.join(os.path.dirname(ROOT), "shared")
 HYMENOPTERA = os.path.join(SHARED, "data", "hymenoptera")
 KAGGLE_LABELS = os.path.join(SHARED, "data", "bee_vs_wasp", "labels.csv")
+
+
+def pytest_configure(config):
+    """Every cache (decoded images, features, converted weights) goes to a temporary folder, never the checkout;
+    the CLI runs of the tests inherit it."""
+    config._cache_dir = tempfile.mkdtemp(prefix="which-optimizer-test-cache-")
+    os.environ["WHICH_OPTIMIZER_CACHE"] = config._cache_dir
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_cache_dir", ""), ignore_errors=True)
 
 
 def run_cli(*args, check=True, timeout=600, env=None):
@@ -39,7 +52,7 @@ def tiny_run(kaggle_fixture, tmp_path_factory):
     """runs/<run>/ from `train/run_all.py` on the fixture: two optimizers, a few epochs."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
     run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
-            "--image-size", "32", "--batch-size", "16", "--out", out)
+            "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--out", out)
     return str(out)
 
 

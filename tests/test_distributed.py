@@ -18,7 +18,7 @@ import models  # noqa: F401  (first: quiets Paddle's import-time warnings)
 from conftest import ROOT, run_cli
 
 CACHE = os.path.join(ROOT, ".cache", "images")  # run_all.py's default --cache-dir
-TINY = ["--epochs", "3", "--image-size", "32", "--batch-size", "16"]  # the settings of conftest's tiny_run
+TINY = ["--model", "smallcnn", "--epochs", "3", "--image-size", "32", "--batch-size", "16"]  # the settings of conftest's tiny_run
 
 
 def load(path):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from models import MEAN, STD, ImageError, load_array, load_rgb, normalize, preprocess
+from models import MEAN, STD, ImageError, Preprocessing, load_rgb, preprocessing
 from models.preprocess import MAX_PIXELS
 
 
@@ -65,7 +65,7 @@ def test_gif_first_frame():
 ])
 def test_bad_files_raise_one_line(data, words):
     with pytest.raises(ImageError) as e:
-        load_array(data, 32)
+        Preprocessing(32).load_array(data)
     assert words in str(e.value) and "\n" not in str(e.value)
 
 
@@ -78,14 +78,39 @@ def test_decompression_bomb_is_refused_before_decoding():
 
 def test_missing_file_is_an_image_error(tmp_path):
     with pytest.raises(ImageError, match="nope.jpg"):
-        load_array(str(tmp_path / "nope.jpg"), 32)
+        Preprocessing(32).load_array(str(tmp_path / "nope.jpg"))
 
 
 def test_preprocess_is_load_array_then_normalize(tmp_path):
     p = tmp_path / "x.jpg"
     left_red_right_blue(300, 250).save(p, quality=90)
-    x = preprocess(str(p), 64)
+    spec = Preprocessing(64)
+    x = spec(str(p))
     assert x.shape == (3, 64, 64) and x.dtype == np.float32
-    assert np.array_equal(x, normalize(load_array(str(p), 64)[None])[0])
+    assert np.array_equal(x, spec.normalize(spec.load_array(str(p))[None])[0])
     red = (255 / 255 - MEAN[0]) / STD[0]
     assert abs(x[0, 32, 2] - red) < 0.1  # left edge red, channel order RGB
+
+
+def test_center_crop_keeps_the_middle_of_the_short_side():
+    a = np.zeros((100, 200, 3), np.uint8)  # wide: left quarter red, middle green, right quarter blue
+    a[:, :50], a[:, 50:150], a[:, 150:] = (255, 0, 0), (0, 255, 0), (0, 0, 255)
+    out = Preprocessing(16, "center_crop", 0.875, "bilinear").load_array(Image.fromarray(a))
+    assert out.shape == (16, 16, 3) and (out[..., 1] > 250).all()  # only the green middle survives
+    squashed = Preprocessing(16).load_array(Image.fromarray(a))
+    assert squashed[0, 0, 0] > 250 and squashed[0, -1, 2] > 250  # squash keeps both edges
+
+
+def test_efficientnet_scaling_is_tf_style():
+    spec = preprocessing("efficientnet_lite0")
+    assert (spec.size, spec.resize, spec.crop, spec.interpolation) == (224, "center_crop", 0.875, "bicubic")
+    x = spec.normalize(np.array([[[[0, 127, 255]]]], np.uint8))
+    assert np.allclose(x.ravel(), [(0 - 127.5) / 128, (127 - 127.5) / 128, (255 - 127.5) / 128], atol=1e-6)
+
+
+def test_preprocessing_round_trips_through_its_dict():
+    for name in ("efficientnet_lite0", "smallcnn"):
+        spec = preprocessing(name, 96)
+        assert Preprocessing.from_dict(spec.as_dict()) == spec
+    with pytest.raises(ValueError, match="not a preprocessing"):
+        Preprocessing.from_dict({"size": 3})

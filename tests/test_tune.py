@@ -29,8 +29,8 @@ def load(path):
 
 
 def tune_args(data, out, *extra):
-    return ["train/run_all.py", "--data", data, "--optimizers", ",".join(OPTS), "--epochs", "4", "--image-size", "32",
-            "--batch-size", "16", "--tune", "--out", out, *extra]
+    return ["train/run_all.py", "--data", data, "--optimizers", ",".join(OPTS), "--epochs", "4", "--model", "smallcnn",
+            "--image-size", "32", "--batch-size", "16", "--tune", "--out", out, *extra]
 
 
 @pytest.fixture(scope="module")

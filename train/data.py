@@ -1,21 +1,25 @@
 """Training data: find the dataset, decode every image once into an on-disk cache, serve batches.
 
-The cache holds each split as one uint8 array (N, S, S, 3) made by the shared `models.load_array`,
-keyed by the dataset's fingerprint (paths, labels, splits, sizes, mtimes) and the image size, so later
-epochs and later runs never decode a JPEG again. Batches are normalized with `models.normalize`.
+The cache holds each split as one uint8 array (N, S, S, 3) made by the model's `models.Preprocessing`
+(`load_array`), keyed by the dataset's fingerprint (paths, labels, splits, sizes, mtimes) and that
+preprocessing, so later epochs and later runs never decode a JPEG again. Batches of images are normalized
+by the same preprocessing; a split that carries cached features of a frozen network part
+(train/features.py) serves those instead.
 """
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
+import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 from tqdm import tqdm
 
-from models import ImageError, load_array, normalize
+from models import ImageError, Preprocessing
 from models.dataset import SPLITS, Dataset, DatasetError, open_dataset
 from models.io import atomic_path, read_json, write_json
 
@@ -23,7 +27,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(ROOT, "data", "kaggle_bee_vs_wasp")
 SYNTHETIC_DATA = os.path.join(ROOT, "data", "synthetic")
 KAGGLE_HANDLE = "jerzydziewierz/bee-vs-wasp"
-CACHE_VERSION = 1  # bump when models.load_array changes what it returns
+CACHE_VERSION = 2  # bump when Preprocessing.load_array changes what it returns
 
 
 def resolve(spec: str | None) -> tuple[Dataset, str]:
@@ -56,40 +60,58 @@ def _download() -> str:
 
 @dataclass
 class Split:
-    images: np.ndarray  # uint8 (N, S, S, 3)
+    images: np.ndarray  # uint8 (N, S, S, 3), decoded by the model's preprocessing (memory-mapped)
     labels: np.ndarray  # int64 (N,)
+    features: np.ndarray | None = None  # the frozen part's outputs for `images` (fine-tuning regimes), or None
+    flipped: np.ndarray | None = None  # ... and for the horizontally flipped images (augmentation)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, idx) -> "Split":
+        pick = (lambda a: None if a is None else a[idx])
+        return Split(self.images[idx], self.labels[idx], pick(self.features), pick(self.flipped))
+
+    def inputs(self, idx, spec: Preprocessing, flip: np.ndarray | None = None) -> np.ndarray:
+        """float32 network inputs of items `idx` (flip: per item, the horizontally mirrored one)."""
+        if self.features is not None:
+            x = self.features[idx] if flip is None else np.where(
+                flip.reshape(-1, *[1] * (self.features.ndim - 1)), self.flipped[idx], self.features[idx])
+            return x.astype(np.float32)
+        x = self.images[idx]
+        if flip is not None:
+            x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
+        return spec.normalize(x)
+
 
 def _decode(args):
-    path, size = args
+    path, spec = args
     try:
-        return load_array(path, size), None
+        return spec.load_array(path), None
     except ImageError as e:
         return None, str(e)
 
 
-def load_splits(ds: Dataset, size: int, cache_dir: str, workers: int = 0) -> tuple[dict[str, Split], dict]:
+def load_splits(ds: Dataset, spec: Preprocessing, cache_dir: str, workers: int = 0) -> tuple[dict[str, Split], dict]:
     """Decoded splits from the cache (built on first use). Returns (splits, info) where info has the
     cache key, the skipped files with their reasons, and whether the cache was hit."""
-    key = hashlib.sha256(f"{ds.fingerprint()}|{size}|{CACHE_VERSION}".encode()).hexdigest()[:16]
-    folder = os.path.join(cache_dir, key)
+    what = json.dumps(spec.as_dict(), sort_keys=True)
+    key = hashlib.sha256(f"{ds.fingerprint()}|{what}|{CACHE_VERSION}".encode()).hexdigest()[:16]
+    folder = os.path.join(cache_dir, "images", key)
     meta = read_json(os.path.join(folder, "meta.json"))
     hit = meta is not None
     if not hit:
-        meta = _build_cache(ds, size, folder, workers)
+        meta = _build_cache(ds, spec, folder, workers)
     # memory-mapped: data-parallel ranks on one machine share the page cache instead of one copy each
     splits = {sp: Split(np.load(os.path.join(folder, f"{sp}_x.npy"), mmap_mode="r"), np.load(os.path.join(folder, f"{sp}_y.npy")))
               for sp in SPLITS}
-    return splits, {"cache": folder, "cache_hit": hit, "skipped": meta["skipped"]}
+    return splits, {"cache": folder, "cache_hit": hit, "skipped": meta["skipped"], "decode_seconds": meta.get("seconds")}
 
 
-def _build_cache(ds: Dataset, size: int, folder: str, workers: int) -> dict:
+def _build_cache(ds: Dataset, spec: Preprocessing, folder: str, workers: int) -> dict:
     workers = workers or min(4, os.cpu_count() or 1)
-    skipped = []
-    jobs = [(s.path, size) for s in ds.samples]
+    skipped, size, t0 = [], spec.size, time.perf_counter()
+    jobs = [(s.path, spec) for s in ds.samples]
     with ProcessPoolExecutor(workers) as pool, tqdm(total=len(jobs), unit="img", desc=f"decode {size}px", leave=False,
                                                     disable=None, file=sys.stderr) as bar:
         results = []
@@ -110,7 +132,8 @@ def _build_cache(ds: Dataset, size: int, folder: str, workers: int) -> dict:
         for name, arr in ((f"{sp}_x.npy", x), (f"{sp}_y.npy", np.asarray(ys, np.int64))):
             with atomic_path(os.path.join(folder, name)) as tmp, open(tmp, "wb") as f:
                 np.save(f, arr)
-    meta = {"skipped": skipped, "size": size, "images": len(ds.samples) - len(skipped)}
+    meta = {"skipped": skipped, "size": size, "images": len(ds.samples) - len(skipped),
+            "seconds": round(time.perf_counter() - t0, 2)}
     write_json(os.path.join(folder, "meta.json"), meta)  # written last: marks the cache complete
     return meta
 
@@ -123,9 +146,9 @@ def shard(n: int, rank: int, world: int) -> tuple[int, int]:
     return lo, lo + q + (rank < r)
 
 
-def batches(split: Split, batch_size: int, rng: np.random.Generator | None = None, augment: bool = False,
-            rank: int = 0, world: int = 1):
-    """Yield (x float32 NCHW, y int64) batches; shuffled and randomly h-flipped when rng is given.
+def batches(split: Split, batch_size: int, spec: Preprocessing, rng: np.random.Generator | None = None,
+            augment: bool = False, rank: int = 0, world: int = 1):
+    """Yield (x float32, y int64) batches (`split.inputs`); shuffled and randomly h-flipped when rng is given.
 
     Data-parallel (world > 1): the permutation and the flips are drawn for the whole batch exactly as in
     one process, then this rank gets its `shard` of it, so the ranks' shards of each batch are together
@@ -138,7 +161,4 @@ def batches(split: Split, batch_size: int, rng: np.random.Generator | None = Non
         if world > 1:
             lo, hi = shard(len(idx), rank, world)
             idx, flip = idx[lo:hi], None if flip is None else flip[lo:hi]
-        x = split.images[idx]
-        if flip is not None:
-            x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
-        yield normalize(x), split.labels[idx]
+        yield split.inputs(idx, spec, flip), split.labels[idx]

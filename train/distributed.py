@@ -231,16 +231,18 @@ def worker_main(argv=None) -> int:
     p.add_argument("--cache-dir", required=True)
     args = p.parse_args(argv)
     from models.io import read_json
-    from train.data import load_splits, resolve
+    from train import features
+    from train.data import resolve
     from train.loop import train_one
+    from train.setup import Setup
 
     cfg = read_json(os.path.join(args.run, "config.json"))
-    models.runtime.pick_device(args.device)
+    device = models.runtime.pick_device(args.device)
     ds, _ = resolve("synthetic" if cfg["data"]["layout"] == "synthetic" else cfg["data"]["root"])
-    splits, _ = load_splits(ds, cfg["image_size"], args.cache_dir)
+    setup, init_state = Setup.from_config(cfg), paddle.load(os.path.join(args.run, "init.pdparams"))
+    splits, _ = features.load(ds, setup, init_state, args.cache_dir, device=device)  # the parent made both caches
     try:
-        train_one(args.optimizer, os.path.join(args.run, args.optimizer), model_name=cfg["model"],
-                  num_classes=len(cfg["classes"]), init_state=paddle.load(os.path.join(args.run, "init.pdparams")),
+        train_one(args.optimizer, os.path.join(args.run, args.optimizer), setup=setup, init_state=init_state,
                   hyperparams=cfg["hyperparams"][args.optimizer], splits=splits, epochs=cfg["epochs"],
                   batch_size=cfg["batch_size"], seed=cfg["seed"])
     except (ValueError, RuntimeError, MemoryError, OSError) as e:  # the same failures run_all.py reports

@@ -24,7 +24,6 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
-from models import build_model
 from models.io import read_json, save_paddle, write_json
 from train import distributed as D
 from train import optimizers
@@ -48,14 +47,15 @@ def cosine_lr(base: float, epoch: int, epochs: int) -> float:
     return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
 
-def initial_weights(run: str, seed: int, base_seed: int, model_name: str, num_classes: int, pretrained: bool = False) -> str:
+def initial_weights(run: str, seed: int, base_seed: int, setup, pretrained: bool = False) -> str:
     """Path of the initial weights every optimizer of seed `seed` starts from (made once:
-    init.pdparams for the base seed, init_seed<s>.pdparams for the others). Raises ValueError/RuntimeError
-    from build_model (e.g. pretrained weights that cannot be downloaded)."""
+    init.pdparams for the base seed, init_seed<s>.pdparams for the others): the whole network, with the
+    pretrained weights where there are some and a classifier drawn from `seed`. Raises ValueError/RuntimeError
+    from build_model (e.g. pretrained weights that cannot be found)."""
     path = os.path.join(run, "init.pdparams" if seed == base_seed else f"init_seed{seed}.pdparams")
     if not os.path.exists(path):
         paddle.seed(seed)
-        save_paddle(build_model(model_name, num_classes, pretrained=pretrained).state_dict(), path)
+        save_paddle(setup.network(pretrained=pretrained).state_dict(), path)
     return path
 
 
@@ -102,7 +102,7 @@ def train_step_dp(net, opt, x, y) -> tuple[float, float, float]:
 
 
 @paddle.no_grad()
-def evaluate(model, split: Split, batch_size: int = 256) -> tuple[float, float]:
+def evaluate(model, split: Split, spec, batch_size: int = 256) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on a split. Data-parallel, each rank evaluates its
     contiguous shard (no padding) and the sums are reduced: the numbers equal a single-process evaluation."""
     if len(split) == 0:
@@ -110,7 +110,7 @@ def evaluate(model, split: Split, batch_size: int = 256) -> tuple[float, float]:
     model.eval()
     lo, hi = shard(len(split), D.RANK, D.WORLD)
     loss_sum, correct = 0.0, 0
-    for x, y in batches(Split(split.images[lo:hi], split.labels[lo:hi]), batch_size):
+    for x, y in batches(split.subset(slice(lo, hi)), batch_size, spec):
         logits = model(paddle.to_tensor(x))
         yt = paddle.to_tensor(y)
         loss_sum += float(F.cross_entropy(logits, yt, reduction="sum"))
@@ -119,7 +119,7 @@ def evaluate(model, split: Split, batch_size: int = 256) -> tuple[float, float]:
     return loss_sum / len(split), correct / len(split)
 
 
-def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_state: dict, hyperparams: dict,
+def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict,
               splits: dict[str, Split], epochs: int, batch_size: int, seed: int, position: str = "", stop=None) -> dict:
     """Train (or resume, or skip if done) one optimizer and return its result row.
 
@@ -132,8 +132,8 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
         return done
     if main:
         os.makedirs(out, exist_ok=True)
-    model = build_model(model_name, num_classes)
-    model.set_state_dict(init_state)
+    whole, model = setup.build(init_state)  # the whole network; the part that trains
+    spec = setup.spec
     opt = optimizers.create(name, model.parameters(), **hyperparams)
     base_lr = opt.get_lr()
 
@@ -141,7 +141,7 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
     last_path = os.path.join(out, "last.pdstate")
     state = D.load_shared(last_path)
     if state is not None:
-        model.set_state_dict(state["model"])
+        whole.set_state_dict(state["model"])
         opt.set_state_dict(state["optimizer"])
         start, history, best = state["epoch"], state["history"], state["best"]
 
@@ -161,7 +161,7 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
         bar = tqdm(total=len(train), unit="img", desc=f"{position}{name} {epoch + 1}/{epochs}", leave=False,
                    disable=None if main else True, file=sys.stderr, dynamic_ncols=True)
         try:
-            for x, y in batches(train, batch_size, rng, augment=True, rank=D.RANK, world=D.WORLD):
+            for x, y in batches(train, batch_size, spec, rng, augment=True, rank=D.RANK, world=D.WORLD):
                 if D.WORLD == 1:
                     lv, ok = train_step(model, opt, x, y)
                     loss_sum += lv * len(y)
@@ -178,7 +178,7 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
         finally:
             bar.close()
         D.sync_buffers(model)
-        val_loss, val_acc = evaluate(model, splits["val"])
+        val_loss, val_acc = evaluate(model, splits["val"], spec)
         if not math.isfinite(val_loss):
             status = f"diverged at epoch {epoch + 1}"
             break
@@ -190,10 +190,10 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch + 1}
             if main:
-                save_paddle(model.state_dict(), os.path.join(out, "best.pdparams"))
+                save_paddle(whole.state_dict(), os.path.join(out, "best.pdparams"))
         if main:
             write_json(os.path.join(out, "history.json"), history)
-            save_paddle({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
+            save_paddle({"model": whole.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                          "history": history, "best": best}, last_path)
 
     result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
@@ -203,8 +203,8 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
     if best_state is not None:
         result["best_val_acc"], result["best_epoch"] = best["val_acc"], best["epoch"]
         if "test" in splits:
-            model.set_state_dict(best_state)
-            result["test_loss"], result["test_acc"] = evaluate(model, splits["test"])
+            whole.set_state_dict(best_state)
+            result["test_loss"], result["test_acc"] = evaluate(model, splits["test"], spec)
     if main:
         from train.report import plot_curves
 

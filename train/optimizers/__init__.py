@@ -133,6 +133,25 @@ DEFAULTS: dict[str, dict] = {
 }
 DEFAULTS["lookahead"].update({k: v for k, v in DEFAULTS[DEFAULTS["lookahead"]["inner"]].items()})
 
+# Learning rates per training profile. "scratch" (every layer from random weights) and "head" (a new classifier
+# on a frozen pretrained backbone's features: a convex problem, checked on hymenoptera: all 14 reach 95-96 %
+# validation in 10 epochs) use DEFAULTS. "finetune" (pretrained conv layers that train too: --finetune top|all)
+# takes each rate 10x lower, the usual fine-tuning rule (Li et al. 2020, "Rethinking the Hyperparameters for
+# Fine-tuning", ICLR: the best effective rate for fine-tuning is well below training from scratch; the
+# torchvision transfer-learning tutorial fine-tunes with SGD 0.001, momentum 0.9, batch 4, i.e. ~0.01 at
+# batch 32): weights that already work are not thrown away in the first epoch. Adadelta has no real rate
+# (Zeiler's update is unit-free) and keeps its 1.0 scaled the same way. Checked: docs/optimizers.md.
+PROFILES = ("scratch", "head", "finetune")
+FINETUNE_FACTOR = 0.1
+
+
+def _profile_lr(name: str, profile: str) -> dict:
+    if profile not in PROFILES:
+        raise ValueError(f"unknown training profile {profile!r}; choose from {', '.join(PROFILES)}")
+    if profile != "finetune" or name == "lookahead":
+        return {}
+    return {"learning_rate": DEFAULTS[name]["learning_rate"] * FINETUNE_FACTOR}
+
 # Built-ins: name -> (Paddle class, {hyperparameter: checker}, {our name: Paddle's keyword}).
 # Fixed keywords: Paddle's Lamb skips the trust ratio for parameters without weight decay unless
 # always_adapt=True; the paper applies it to every layer, so we always do.
@@ -177,11 +196,12 @@ def _takes(name: str) -> tuple[str, ...]:
     return tuple(p for p in inspect.signature(_OURS[name]).parameters if p not in ("parameters", "name"))
 
 
-def hyperparams(name: str, **overrides) -> dict:
-    """The full hyperparameter dict `create(name, ..., **overrides)` uses: DEFAULTS[name] updated by overrides.
+def hyperparams(name: str, profile: str = "scratch", **overrides) -> dict:
+    """The full hyperparameter dict `create(name, ..., **overrides)` uses: DEFAULTS[name] with the training
+    profile's learning rate (PROFILES), updated by overrides.
 
     For lookahead, the inner optimizer's defaults and every override that is not k/alpha/inner go to the
-    inner optimizer. Raises ValueError for an unknown optimizer or hyperparameter name."""
+    inner optimizer. Raises ValueError for an unknown optimizer, profile or hyperparameter name."""
     if name not in NAMES:
         raise ValueError(f"unknown optimizer {name!r}; choose from {', '.join(NAMES)}")
     if name == "lookahead":
@@ -189,12 +209,12 @@ def hyperparams(name: str, **overrides) -> dict:
         if inner not in NAMES or inner == "lookahead":
             raise ValueError(f"invalid inner: {inner!r} (lookahead wraps one of {', '.join(n for n in NAMES if n != 'lookahead')})")
         own = {k: overrides.pop(k, DEFAULTS["lookahead"][k]) for k in ("k", "alpha")}
-        return {"inner": inner, **own, **hyperparams(inner, **overrides)}
+        return {"inner": inner, **own, **hyperparams(inner, profile, **overrides)}
     takes = _takes(name)
     for key in overrides:
         if key not in takes:
             raise ValueError(f"unknown hyperparameter {key!r} for {name}; it takes {', '.join(takes)}")
-    return {**DEFAULTS[name], **overrides}
+    return {**DEFAULTS[name], **_profile_lr(name, profile), **overrides}
 
 
 def create(name: str, parameters, **overrides) -> paddle.optimizer.Optimizer:
@@ -214,4 +234,4 @@ def create(name: str, parameters, **overrides) -> paddle.optimizer.Optimizer:
     return _CLASSES[name](parameters=parameters, **kwargs, **_FIXED.get(name, {}))
 
 
-__all__ = ["DEFAULTS", "NAMES", "create", "hyperparams", "QHM", "QHAdam", "Lion", "AdaBelief", "Lookahead"]
+__all__ = ["DEFAULTS", "NAMES", "PROFILES", "create", "hyperparams", "QHM", "QHAdam", "Lion", "AdaBelief", "Lookahead"]

@@ -1,0 +1,135 @@
+"""The pretrained default end to end: fine-tuning regimes on cached features, the whole network exported with
+its parity proof, and the demo answering real photos, through the users' entry points."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from conftest import HYMENOPTERA, run_cli
+
+
+def load(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def effnet_run(kaggle_fixture, tmp_path_factory):
+    """The default model and regime (efficientnet_lite0, head on cached features) on the small fixture at 64 px."""
+    out = tmp_path_factory.mktemp("effnet") / "run"
+    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
+            "--image-size", "64", "--out", out)
+    return str(out)
+
+
+def test_head_regime_trains_on_cached_features(effnet_run):
+    cfg = load(os.path.join(effnet_run, "config.json"))
+    assert (cfg["model"], cfg["finetune"], cfg["pretrained"]) == ("efficientnet_lite0", "head", True)
+    f = cfg["data"]["features"]
+    sizes = cfg["data"]["sizes"]
+    assert f["images"] == 2 * sizes["train"] + sizes["val"] + sizes["test"]  # flipped training images too
+    assert os.path.isfile(os.path.join(f["cache"], "train_flipped.npy"))
+    x = np.load(os.path.join(f["cache"], "train.npy"), mmap_mode="r")
+    assert x.shape == (sizes["train"], 1280) and x.dtype == np.float32
+    res = load(os.path.join(effnet_run, "results.json"))["optimizers"]
+    assert all(r["status"] == "done" for r in res.values())
+    hp = cfg["hyperparams"]
+    assert hp["sgd"]["learning_rate"] == 0.1 and hp["adam"]["learning_rate"] == 0.001  # the "head" profile
+
+
+def test_checkpoints_hold_the_whole_network_with_the_frozen_part_unchanged(effnet_run):
+    import paddle
+
+    init = paddle.load(os.path.join(effnet_run, "init.pdparams"))
+    best = paddle.load(os.path.join(effnet_run, "adam", "best.pdparams"))
+    assert set(best) == set(init)
+    frozen = [k for k in init if not k.startswith("fc.")]
+    assert all(np.array_equal(best[k].numpy(), init[k].numpy()) for k in frozen)
+    assert not np.array_equal(best["fc.weight"].numpy(), init["fc.weight"].numpy())  # the head learned
+
+
+def test_feature_cache_is_shared_and_invalidated_by_what_determines_it(effnet_run, kaggle_fixture, tmp_path):
+    import paddle
+
+    from models.dataset import open_dataset
+    from train import features
+    from train.data import load_splits
+    from train.setup import Setup
+
+    setup = Setup("efficientnet_lite0", 4, 64, "head", True)
+    net = setup.network(paddle.load(os.path.join(effnet_run, "init.pdparams")))
+    ds = open_dataset(kaggle_fixture)
+    cache = os.path.join(os.environ["WHICH_OPTIMIZER_CACHE"])
+    key = features.cache_key(ds.fingerprint(), setup.spec, setup.cut, features.frozen_sha(net, setup.cut))
+    assert os.path.basename(load(os.path.join(effnet_run, "config.json"))["data"]["features"]["cache"]) == key
+    splits, _ = load_splits(ds, setup.spec, cache)
+    assert features.attach(splits, net, setup.cut, setup.spec, ds.fingerprint(), cache)["cache_hit"] is True
+    # another seed's head does not change the frozen part: same features
+    paddle.seed(1)
+    other_head = Setup("efficientnet_lite0", 4, 64, "head", True).network(pretrained=True)
+    assert features.frozen_sha(other_head, setup.cut) == features.frozen_sha(net, setup.cut)
+    # what does change them: the data, the preprocessing, the cut point, the frozen weights
+    keys = {key,
+            features.cache_key("another-dataset", setup.spec, setup.cut, features.frozen_sha(net, setup.cut)),
+            features.cache_key(ds.fingerprint(), Setup("efficientnet_lite0", 4, 72, "head").spec, setup.cut,
+                               features.frozen_sha(net, setup.cut)),
+            features.cache_key(ds.fingerprint(), setup.spec, setup.cut - 1, features.frozen_sha(net, setup.cut - 1))}
+    state = net.state_dict()
+    state["blocks.0.depthwise.bn._mean"] = state["blocks.0.depthwise.bn._mean"] + 1.0
+    net.set_state_dict(state)
+    keys.add(features.cache_key(ds.fingerprint(), setup.spec, setup.cut, features.frozen_sha(net, setup.cut)))
+    assert len(keys) == 5
+
+
+def test_whole_network_is_exported_and_proven(effnet_run, tmp_path):
+    run = shutil.copytree(effnet_run, tmp_path / "run")
+    p = run_cli("export/to_onnx.py", "--run", run)
+    man = load(os.path.join(run, "export", "manifest.json"))
+    assert man["model"] == "efficientnet_lite0" and man["preprocessing"]["resize"] == "center_crop"
+    assert man["input"]["shape"] == [-1, 3, 64, 64]
+    for name in ("sgd", "adam"):
+        e = man["models"][name]
+        assert e["status"] == "ok", e["status"]
+        assert max(e["max_abs_diff"].values()) <= 1e-4
+        res = load(os.path.join(run, "results.json"))["optimizers"][name]
+        # the exported whole network scores what training measured through its cached features
+        assert abs(e["test_acc"]["onnx"] - res["test_acc"]) <= 1.5 / e["test_images"]
+    assert "Traceback" not in p.stderr
+
+
+@pytest.fixture(scope="module")
+def hym_export(tmp_path_factory):
+    """A default-profile run on real photos (two optimizers), exported."""
+    if not os.path.isdir(HYMENOPTERA):
+        pytest.skip("needs ../shared/data/hymenoptera (real photos), absent here")
+    out = tmp_path_factory.mktemp("hym") / "run"
+    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "momentum,adam", "--out", out)
+    run_cli("export/to_onnx.py", "--run", out)
+    return os.path.join(out, "export")
+
+
+def test_exported_model_on_real_photos_matches_training(hym_export):
+    man = load(os.path.join(hym_export, "manifest.json"))
+    for e in man["models"].values():
+        assert e["status"] == "ok" and e["test_acc"]["onnx"] >= 0.9 and e["test_acc"]["paddle"] == e["test_acc"]["trained"]
+
+
+def test_demo_calls_a_real_bee_photo_bees(hym_export, tmp_path):
+    from gradio_client import Client, handle_file
+
+    from test_serve import App
+
+    bees = os.path.join(HYMENOPTERA, "val", "bees")
+    photo = os.path.join(bees, sorted(os.listdir(bees))[1])  # odd position: held out as test
+    app = App("--manifest", os.path.join(hym_export, "manifest.json"), log_dir=tmp_path)
+    try:
+        client = Client(app.url, verbose=False)
+        label, _ = client.predict(handle_file(photo), "adam", "onnx", api_name="/classify")
+        assert label["label"] == "bees", label
+        assert max(c["confidence"] for c in label["confidences"]) > 0.8
+    finally:
+        app.stop()
