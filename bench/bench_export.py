@@ -59,7 +59,7 @@ def main(argv=None) -> int:
     out = os.path.dirname(report.manifest_path)
     entry = report.manifest["models"][name]
     files = (os.path.join(out, entry["paddle"]["model"]), os.path.join(out, entry["paddle"]["params"]), os.path.join(out, entry["onnx"]))
-    x1, xb = backends.timing_inputs(split.images)
+    x1, xb = backends.timing_inputs(split.images, report.run.preprocessing)
     S = report.run.size
     print(f"run {report.run.dir}  model {report.run.config['model']} @ {S}px  optimizer {name}  "
           f"device paddle={device.paddle} onnx={device.onnx} threads={device.threads} onednn={device.onednn}")

@@ -81,7 +81,7 @@ def synthetic_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
             mask = inside & ((((yy if c == 2 else xx) // max(2, r // 3)) % 2) == 0)
         img[mask] = rng.uniform(0, 255, 3)
         xs[i] = np.clip(img, 0, 255)
-    return models.normalize(xs), ys.astype("int64")
+    return models.Preprocessing(size).normalize(xs), ys.astype("int64")
 
 
 def check_defaults(epochs: int, n_train: int, size: int, batch: int, names, lrs: dict) -> None:

@@ -47,19 +47,20 @@ def sgemm_flops(n: int = 1024, reps: int = 20) -> tuple[float, float]:
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--steps", type=int, default=60)
-    p.add_argument("--size", type=int, default=48, help="image size (the default profile's)")
+    p.add_argument("--size", type=int, default=48, help="image size (smallcnn's default)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--rounds", type=int, default=3, help="alternate the two measurements this many times; best of each")
     a = p.parse_args()
     models.runtime.pick_device("auto")
-    splits, _ = load_splits(open_dataset(kaggle_like()), a.size, os.path.join(ROOT, ".cache", "images"))
+    spec = models.preprocessing("smallcnn", a.size)
+    splits, _ = load_splits(open_dataset(kaggle_like()), spec, models.cache_root())
     train = splits["train"]
     model = models.build_model("smallcnn", 4)
     opt = optimizers.create(a.optimizer, model.parameters())
     with contextlib.redirect_stdout(io.StringIO()):
         fwd = paddle.flops(model, [1, 3, a.size, a.size], print_detail=False)
-    resident = [(paddle.to_tensor(x), paddle.to_tensor(y)) for x, y in batches(train, a.batch_size)][:8]
+    resident = [(paddle.to_tensor(x), paddle.to_tensor(y)) for x, y in batches(train, a.batch_size, spec)][:8]
     resident = [b for b in resident if len(b[1]) == a.batch_size]
 
     def in_memory():
@@ -71,7 +72,7 @@ def main():
     def end_to_end():
         rng = np.random.default_rng(0)
         t, n = time.perf_counter(), 0
-        for i, (x, y) in enumerate(batches(train, a.batch_size, rng, augment=True)):
+        for i, (x, y) in enumerate(batches(train, a.batch_size, spec, rng, augment=True)):
             if i == a.steps:
                 break
             train_step(model, opt, x, y)

@@ -48,9 +48,9 @@ def main():
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--budget", type=float, default=DEFAULT_BUDGET, help="--tune-budget of the tuned sweep")
     a = p.parse_args()
-    cache = os.path.join(ROOT, ".cache", "images")
-    load_splits(open_dataset(a.data), a.image_size, cache)  # decode once, outside both timings
-    common = ["--data", a.data, "--optimizers", a.optimizers, "--epochs", str(a.epochs), "--image-size", str(a.image_size),
+    cache = models.cache_root()
+    load_splits(open_dataset(a.data), models.preprocessing("smallcnn", a.image_size), cache)  # decode once, outside both timings
+    common = ["--data", a.data, "--optimizers", a.optimizers, "--epochs", str(a.epochs), "--model", "smallcnn", "--image-size", str(a.image_size),
               "--batch-size", str(a.batch_size), "--cache-dir", cache]
     with tempfile.TemporaryDirectory() as tmp:
         plain_wall = timed_run([*common, "--out", os.path.join(tmp, "plain")])

@@ -17,7 +17,7 @@ import pytest
 import models  # noqa: F401  (first: quiets Paddle's import-time warnings)
 from conftest import ROOT, run_cli
 
-CACHE = os.path.join(ROOT, ".cache", "images")  # run_all.py's default --cache-dir
+CACHE = models.cache_root()  # run_all.py's default --cache-dir (a temporary folder under the tests)
 TINY = ["--model", "smallcnn", "--epochs", "3", "--image-size", "32", "--batch-size", "16"]  # the settings of conftest's tiny_run
 
 
@@ -44,10 +44,11 @@ def evaluate_checkpoint(path, data, size, split):
     from train.data import load_splits
     from train.loop import evaluate
 
-    splits, _ = load_splits(open_dataset(data), size, CACHE)
+    spec = models.preprocessing("smallcnn", size)
+    splits, _ = load_splits(open_dataset(data), spec, CACHE)
     model = models.build_model("smallcnn", 4)
     model.set_state_dict(paddle.load(path))
-    return evaluate(model, splits[split])
+    return evaluate(model, splits[split], spec)
 
 
 def test_rank_shards_of_every_batch_make_up_the_single_process_batch():
@@ -55,14 +56,15 @@ def test_rank_shards_of_every_batch_make_up_the_single_process_batch():
 
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 255, (23, 4, 4, 3), dtype=np.uint8), np.arange(23))
+    SPEC = models.Preprocessing(4)
     for world in (2, 3, 5, 9):  # contiguous, in rank order, covering all 7 items, sizes within one
         bounds = [shard(7, r, world) for r in range(world)]
         assert bounds[0][0] == 0 and bounds[-1][1] == 7 and all(p[1] == q[0] for p, q in zip(bounds, bounds[1:]))
         sizes = [hi - lo for lo, hi in bounds]
         assert max(sizes) - min(sizes) <= 1
     for batch, world in ((10, 2), (10, 3), (11, 2), (11, 3)):  # 23 % 11 == 1: the last batch leaves ranks empty
-        single = list(batches(split, batch, np.random.default_rng([4, 1]), augment=True))
-        ranks = [list(batches(split, batch, np.random.default_rng([4, 1]), augment=True, rank=r, world=world))
+        single = list(batches(split, batch, SPEC, np.random.default_rng([4, 1]), augment=True))
+        ranks = [list(batches(split, batch, SPEC, np.random.default_rng([4, 1]), augment=True, rank=r, world=world))
                  for r in range(world)]
         assert all(len(r) == len(single) for r in ranks)
         for i, (x, y) in enumerate(single):
@@ -71,8 +73,8 @@ def test_rank_shards_of_every_batch_make_up_the_single_process_batch():
         if batch == 11:
             assert [len(r[-1][1]) for r in ranks][-1] == 0
     # one rank is exactly the single-process stream
-    a = list(batches(split, 10, np.random.default_rng(3), augment=True))
-    b = list(batches(split, 10, np.random.default_rng(3), augment=True, rank=0, world=1))
+    a = list(batches(split, 10, SPEC, np.random.default_rng(3), augment=True))
+    b = list(batches(split, 10, SPEC, np.random.default_rng(3), augment=True, rank=0, world=1))
     assert all(np.array_equal(p[0], q[0]) and np.array_equal(p[1], q[1]) for p, q in zip(a, b))
 
 
@@ -87,6 +89,7 @@ STEP_CHECK = textwrap.dedent("""
     D.setup("cpu")
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 255, (21, 16, 16, 3), dtype=np.uint8), rng.integers(0, 4, 21))
+    SPEC = models.Preprocessing(16)
 
     def make():
         paddle.seed(0)
@@ -98,8 +101,8 @@ STEP_CHECK = textwrap.dedent("""
     net = D.wrap(dp)
     ref.eval(); dp.eval()  # BatchNorm on running statistics: then the gradients must agree
     rows = []
-    for (x, y), (xs, ys) in zip(batches(split, 10, np.random.default_rng(1), True),
-                                batches(split, 10, np.random.default_rng(1), True, D.RANK, D.WORLD)):
+    for (x, y), (xs, ys) in zip(batches(split, 10, SPEC, np.random.default_rng(1), True),
+                                batches(split, 10, SPEC, np.random.default_rng(1), True, D.RANK, D.WORLD)):
         loss, ok = train_step(ref, ref_opt, x, y)
         loss_sum, ok_dp, n = train_step_dp(net, dp_opt, xs, ys)
         dp.eval()
@@ -213,7 +216,7 @@ def test_two_nodes_on_localhost_with_an_uneven_last_batch(tmp_path):
         cwd.mkdir()
         cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nnodes", "2", "--master", master, "--rank", str(node),
                "--nproc_per_node", "1", "--log_dir", "log", os.path.join(ROOT, "train", "run_all.py"), "--data", data,
-               "--optimizers", "adam", "--epochs", "2", "--image-size", "16", "--batch-size", "17", "--out", "run",
+               "--optimizers", "adam", "--model", "smallcnn", "--epochs", "2", "--image-size", "16", "--batch-size", "17", "--out", "run",
                "--cache-dir", "cache"]
         procs.append(subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outs = [p.communicate(timeout=300)[0] for p in procs]
@@ -232,10 +235,11 @@ def test_two_nodes_on_localhost_with_an_uneven_last_batch(tmp_path):
     from train.data import load_splits
     from train.loop import evaluate
 
-    splits, _ = load_splits(open_dataset(data), 16, str(tmp_path / "node0" / "cache"))
+    spec = models.preprocessing("smallcnn", 16)
+    splits, _ = load_splits(open_dataset(data), spec, str(tmp_path / "node0" / "cache"))
     model = models.build_model("smallcnn", 4)
     model.set_state_dict(paddle.load(str(run / "adam" / "best.pdparams")))
-    assert evaluate(model, splits["val"])[1] == r["best_val_acc"]
+    assert evaluate(model, splits["val"], spec)[1] == r["best_val_acc"]
 
 
 @pytest.mark.slow

@@ -52,9 +52,9 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
     with open(os.path.join(tiny_run, "results.json"), encoding="utf-8") as f:
         results = json.load(f)["optimizers"]
     S, C = config["image_size"], len(config["classes"])
-    assert m["format"] == 1 and m["classes"] == config["classes"]
+    assert m["format"] == 2 and m["classes"] == config["classes"] and m["model"] == config["model"] == "smallcnn"
     assert os.path.samefile(os.path.join(tiny_export, m["run"]), tiny_run)
-    assert m["preprocessing"] == {"size": S, "mean": list(models.MEAN), "std": list(models.STD), "function": "models.preprocess"}
+    assert m["preprocessing"] == config["preprocessing"] == models.preprocessing("smallcnn", S).as_dict()
     assert m["input"]["shape"] == [-1, 3, S, S] and m["output"]["shape"] == [-1, C]
     assert m["device"]["paddle"] == "cpu" and m["device"]["onnx"] == "CPUExecutionProvider"
     assert list(m["models"]) == ["sgd", "adam"]
@@ -90,7 +90,8 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
 
     # The examples are readable test images and the ONNX file turns them into probabilities (dynamic batch).
     assert 0 < len(m["examples"]) <= 2 * C
-    batch = np.stack([models.preprocess(os.path.join(tiny_export, p), S) for p in m["examples"]])
+    spec = models.Preprocessing.from_dict(m["preprocessing"])
+    batch = np.stack([spec(os.path.join(tiny_export, p)) for p in m["examples"]])
     sess = ort.InferenceSession(os.path.join(tiny_export, m["models"]["adam"]["onnx"]), providers=["CPUExecutionProvider"])
     probs = sess.run(None, {m["input"]["name"]: batch})[0]
     assert probs.shape == (len(batch), C)

@@ -133,3 +133,31 @@ def test_demo_calls_a_real_bee_photo_bees(hym_export, tmp_path):
         assert max(c["confidence"] for c in label["confidences"]) > 0.8
     finally:
         app.stop()
+
+
+SOCKET_GUARD = '''
+import socket
+def _refuse(*args, **kwargs):
+    raise OSError("test guard: this process tried to open a network socket")
+socket.socket.connect = _refuse
+socket.socket.connect_ex = _refuse
+socket.create_connection = _refuse
+socket.getaddrinfo = _refuse
+'''
+
+
+def test_nothing_touches_the_network(kaggle_fixture, tmp_path):
+    """Weights conversion, feature extraction, training and export with every socket connection refused
+    (a sitecustomize in the children's path), from an empty cache: nothing is downloaded at run time."""
+    guard = tmp_path / "guard"
+    guard.mkdir()
+    (guard / "sitecustomize.py").write_text(SOCKET_GUARD)
+    env = {"PYTHONPATH": f"{guard}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    probe = run_cli("-c", "import socket; socket.create_connection(('127.0.0.1', 9))", check=False, env=env)
+    assert "test guard" in probe.stderr  # the guard is active in children
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", "--epochs", "1", "--image-size", "48",
+            "--out", out, "--cache-dir", cache, env=env)
+    assert any(f.endswith(".pdparams") for f in os.listdir(cache / "pretrained"))  # converted here, offline
+    run_cli("export/to_onnx.py", "--run", out, env=env)
+    assert load(os.path.join(out, "export", "manifest.json"))["models"]["adam"]["status"] == "ok"

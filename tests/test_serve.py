@@ -79,12 +79,12 @@ def ok_models(export: str) -> list[str]:
 
 
 def onnx_probs(export: str, name: str, path: str) -> np.ndarray:
-    """ONNX Runtime run directly on the exported file, input made by the shared models.preprocess."""
+    """ONNX Runtime run directly on the exported file, input made by the manifest's models.Preprocessing."""
     import onnxruntime as ort
 
     man = read_manifest(export)
     sess = ort.InferenceSession(os.path.join(export, man["models"][name]["onnx"]), providers=["CPUExecutionProvider"])
-    x = models.preprocess(path, man["preprocessing"]["size"])[None]
+    x = models.Preprocessing.from_dict(man["preprocessing"])(path)[None]
     return sess.run(None, {man["input"]["name"]: x})[0][0]
 
 

@@ -233,12 +233,13 @@ def test_train_one_stops_when_asked_and_without_a_test_split_never_tests(tmp_pat
     import models
     from train.data import Split
     from train.loop import train_one
+    from train.setup import Setup
 
     rng = np.random.default_rng(0)
     split = Split(rng.integers(0, 255, (32, 16, 16, 3), dtype=np.uint8), rng.integers(0, 4, 32))
     paddle.seed(0)
     init = models.build_model("smallcnn", 4).state_dict()
-    r = train_one("adam", str(tmp_path / "t"), model_name="smallcnn", num_classes=4, init_state=init,
+    r = train_one("adam", str(tmp_path / "t"), setup=Setup("smallcnn", 4, 16), init_state=init,
                   hyperparams=dict(DEFAULTS["adam"]), splits={"train": split, "val": split}, epochs=5, batch_size=16,
                   seed=0, stop=lambda h: "stopped early after epoch 2: test" if len(h) == 2 else None)
     assert r["status"] == "stopped early after epoch 2: test" and r["epochs_run"] == 2

@@ -150,7 +150,7 @@ def _profile_lr(name: str, profile: str) -> dict:
         raise ValueError(f"unknown training profile {profile!r}; choose from {', '.join(PROFILES)}")
     if profile != "finetune" or name == "lookahead":
         return {}
-    return {"learning_rate": DEFAULTS[name]["learning_rate"] * FINETUNE_FACTOR}
+    return {"learning_rate": float(f"{DEFAULTS[name]['learning_rate'] * FINETUNE_FACTOR:.6g}")}  # 0.01, not 0.010000000000000002
 
 # Built-ins: name -> (Paddle class, {hyperparameter: checker}, {our name: Paddle's keyword}).
 # Fixed keywords: Paddle's Lamb skips the trust ratio for parameters without weight decay unless
