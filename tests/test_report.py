@@ -69,7 +69,7 @@ def test_the_winner_is_chosen_on_validation_even_when_test_disagrees(tmp_path):
     assert [line.split(" | ")[1] for line in table[:4]] == ["steady", "lucky", "slow", "wild"]
     assert "winner: steady" in board and "| winner |" in table[0]
     assert "majority class (wasp)" in table[4]  # the baseline row
-    assert "\n95% CI: Wilson score interval over the 60 test images" in board
+    assert "\n- 95% CI: Wilson score interval over the 60 test images" in board
     text = report.leaderboard_text(results, summary)
     assert text.splitlines()[1].split()[:2] == ["1", "steady"] and "winner: steady" in text
     for f in ("leaderboard.png", "compare.png", "confusion.png", "mistakes.png"):
@@ -97,7 +97,7 @@ def test_with_seeds_the_ranking_uses_mean_best_validation_accuracy():
     assert [n for n, _ in report.ranked(rows)] == ["hi_val", "hi_test", "bad_seed"]
     assert report.winner(rows) == "hi_val"
     table = report.seeded_rows(rows)
-    assert table[0][2] == "hi_val (winner)"
+    assert table[0][2] == "hi_val" and "winner: hi_val" in report.winner_line(rows)
 
 
 # ---- per class ------------------------------------------------------------------------------------------

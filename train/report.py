@@ -239,14 +239,14 @@ def leaderboard_markdown(results: dict, title: str, comparison: dict | None = No
     lines = [f"# {title}", "", f"**{winner_line(results, summary)}**", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
-    lines += ["", f"Ranked by {WINNER_RULE}."]
+    lines += ["", f"- Ranked by {WINNER_RULE}."]
     if summary and summary.get("n_test") and not _seeded(results):
-        lines += [CI_NOTE.format(n=summary["n_test"]) + ".",
-                  f"vs winner: {SIGNIFICANCE}; ≈ not distinguishable from the winner on this test set, ≠ distinguishable "
+        lines += ["- " + CI_NOTE.format(n=summary["n_test"]) + ".",
+                  f"- vs winner: {SIGNIFICANCE}; ≈ not distinguishable from the winner on this test set, ≠ distinguishable "
                   "(p = Holm-adjusted p-value)."]
     if summary and summary.get("baseline"):
         b = summary["baseline"]
-        lines.append(f"Majority-class baseline: always answering {b['class']!r}, the most frequent training class.")
+        lines.append(f"- Majority-class baseline: always answering {b['class']!r}, the most frequent training class.")
     if comparison:
         lines += comparison_notes(results, comparison)
     lines += per_class_markdown(results, summary)
@@ -503,7 +503,6 @@ def _to_target(v, fmt) -> str:
 
 
 def seeded_rows(results: dict, summary: dict | None = None) -> list[list[str]]:
-    best = (summary or {}).get("winner", winner(results))
     rows = []
     for i, (name, r) in enumerate(ranked(results), 1):
         s = r.get("seeds", {})
@@ -511,7 +510,7 @@ def seeded_rows(results: dict, summary: dict | None = None) -> list[list[str]]:
         lr = r.get("hyperparams", {}).get("learning_rate")
         ttt = r.get("time_to_target", {})
         bad = [st for st in s.get("status", [r["status"]]) if st != "done"]
-        rows.append([str(i), str(r.get("group") or "-"), name + (" (winner)" if name == best else ""),
+        rows.append([str(i), str(r.get("group") or "-"), name,
                      "-" if lr is None else f"{lr:g}", _mean_std(s.get("best_val_acc")), _mean_std(s.get("test_acc")),
                      ci_text(s.get("test_acc_ci95")), _to_target(ttt.get("epochs"), str),
                      _to_target(ttt.get("seconds"), lambda v: f"{v:.1f}"), f"{ok}/{len(s.get('status', []))}", bad[0] if bad else "done"])
