@@ -196,6 +196,7 @@ def train_one(name: str, out: str, *, model_name: str, num_classes: int, init_st
             write_json(os.path.join(out, "history.json"), history)
             save_paddle({"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                          "history": history, "best": best}, last_path)
+        if main and stop is None:  # one line per epoch; learning-rate trials (stop given) stay quiet
             tqdm.write(f"{position}{name} epoch {epoch + 1}/{epochs}: val acc {pct(val_acc)}{' (best)' if best['epoch'] == epoch + 1 else ''}"
                        f", val loss {val_loss:.3f}, train loss {history[-1]['train_loss']:.3f}", file=sys.stderr)
 
