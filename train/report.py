@@ -364,8 +364,9 @@ def plot_leaderboard(results: dict, path: str, summary: dict | None = None) -> N
         return bool(r.get("vs_winner")) and not r["vs_winner"]["distinguishable"]
 
     ax.set_yticks(y, [f"{n}  ★ winner" if n == best else n + ("  ≈" if tied(r) else "") for n, r in items])
-    handles = [Patch(color="#9ecae1", label="best validation accuracy (ranks)"),
-               Patch(color="tab:green", label="test accuracy of the best checkpoint, 95% CI"),
+    handles = [Patch(color="#9ecae1", label=("mean " if seeded else "") + "best validation accuracy (ranks)"),
+               Patch(color="tab:green", label="test accuracy, mean over seeds, 95% CI (bootstrap)" if seeded
+                     else "test accuracy of the best checkpoint, 95% CI (Wilson)"),
                Patch(color="tab:red", label="diverged/failed: never wins")]
     base = (summary or {}).get("baseline")
     if base and base["test_acc"] is not None:
