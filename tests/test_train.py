@@ -108,6 +108,11 @@ def test_a_diverging_optimizer_is_marked_and_the_sweep_goes_on(kaggle_fixture, t
     assert res["sgd"]["status"] == "diverged at epoch 1"
     assert res["adam"]["status"] == "done" and res["adam"]["test_acc"] > 0.5
     assert "diverged at epoch 1" in p.stdout
+    assert load(os.path.join(out, "results.json"))["winner"] == "adam"  # a diverged optimizer never wins
+    # the terminal: each epoch's validation accuracy, and the sweep's progress with the time left
+    assert "[2/2] adam epoch 1/2: val acc " in p.stderr and "[2/2] adam epoch 2/2: val acc " in p.stderr
+    assert "sweep: 1/2 optimizers done, 1 left, about " in p.stderr and "sweep: 2/2 optimizers done, 0 left" in p.stderr
+    assert "winner: adam (chosen on validation" in p.stdout
 
 
 @pytest.mark.skipif(not os.path.isdir(HYMENOPTERA), reason="needs ../shared/data/hymenoptera (real photos), absent here")

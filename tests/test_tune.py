@@ -131,6 +131,10 @@ def test_seeds_differ_and_the_leaderboard_reports_spread_ties_and_time_to_target
         assert np.mean(np.equal(pred["labels"], pred["predicted"])) == pytest.approx(accs[1])
     assert max(spread) > 0  # seeds give spread
     assert sorted(sum(comp["groups"], [])) == sorted(OPTS)
+    # chosen on mean best validation accuracy (never on test); group 1 holds the winner
+    rows = res["optimizers"]
+    assert res["winner"] == max(OPTS, key=lambda n: (rows[n]["seeds"]["best_val_acc"]["mean"], -rows[n]["seeds"]["best_val_loss"]["mean"]))
+    assert comp["groups"][0][0] == res["winner"]
     assert all(0 < q["p"] <= q["p_holm"] <= 1 for q in comp["significance"]["pairs"])
     board = open(os.path.join(run, "leaderboard.md")).read()
     assert "| group |" in board and " ± " in board and "seeds 0-1" in board and "Learning-rate search" in board

@@ -28,6 +28,7 @@ from models.io import read_json, save_paddle, write_json
 from train import distributed as D
 from train import optimizers
 from train.data import Split, batches, shard
+from train.report import pct, prediction_record
 
 # Errors that mark one optimizer "failed: ..." while the sweep goes on.
 FAILURES = (ValueError, RuntimeError, MemoryError, OSError)
@@ -195,6 +196,9 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
             write_json(os.path.join(out, "history.json"), history)
             save_paddle({"model": whole.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
                          "history": history, "best": best}, last_path)
+        if main and stop is None:  # one line per epoch; learning-rate trials (stop given) stay quiet
+            tqdm.write(f"{position}{name} epoch {epoch + 1}/{epochs}: val acc {pct(val_acc)}{' (best)' if best['epoch'] == epoch + 1 else ''}"
+                       f", val loss {val_loss:.3f}, train loss {history[-1]['train_loss']:.3f}", file=sys.stderr)
 
     result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
               "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
@@ -205,9 +209,21 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
         if "test" in splits:
             whole.set_state_dict(best_state)
             result["test_loss"], result["test_acc"] = evaluate(model, splits["test"], spec)
+            if main:  # per-image probabilities of the best checkpoint: per-class results, mistakes (train/report.py)
+                write_json(os.path.join(out, "test_predictions.json"),
+                           prediction_record(splits["test"].labels, probabilities(model, splits["test"], spec)))
     if main:
         from train.report import plot_curves
 
         plot_curves(name, history, os.path.join(out, "curves.png"))
         write_json(os.path.join(out, "result.json"), result)
     return result
+
+
+@paddle.no_grad()
+@paddle.no_grad()
+def probabilities(model, split: Split, spec, batch_size: int = 256) -> np.ndarray:
+    """Softmax probabilities (N x classes) of `model` on every input of `split`, in order (one process)."""
+    model.eval()
+    out = [F.softmax(model(paddle.to_tensor(x)), axis=1).numpy() for x, _ in batches(split, batch_size, spec)]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

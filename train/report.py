@@ -1,59 +1,290 @@
-"""What a sweep shows people: per-optimizer curves, the comparison plot, the leaderboard (md, png, terminal)."""
+"""What a sweep shows people: the winner, the leaderboard (md, png, terminal), per-class results,
+confusion matrices, the winner's mistakes, the comparison plot and per-optimizer curves.
+
+Choosing. Optimizers are ranked by best VALIDATION accuracy (the mean over seeds with --seeds); the test
+split never chooses, it only reports. Ties: lower validation loss at the best epoch (mean over seeds),
+then the earlier optimizer in the run's order. Diverged or failed optimizers (any seed) rank after the
+others and never win (`ranked`, `eligible`, WINNER_RULE).
+
+Per checkpoint (pure functions on labels, probabilities and class names, whatever computed them):
+  prediction_record(labels, probabilities)     -> what <optimizer>/test_predictions.json holds
+  class_report(labels, probabilities, classes) -> accuracy, Wilson 95% interval, confusion, per-class
+  majority_baseline(train_counts, test_labels, classes) -> always answering the most frequent training class
+  select_mistakes(labels, probabilities, limit) -> the most confident wrong answers, for mistakes.png
+  summarize(results, predictions, classes, train_counts) -> winner, baseline, McNemar vs the winner
+"""
 from __future__ import annotations
 
 import math
+import os
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 from models.io import savefig, write_text  # noqa: E402
+from train import stats  # noqa: E402
+
+WINNER_RULE = ("best validation accuracy (mean over seeds with --seeds; the test split never chooses); ties: lower "
+               "validation loss at the best epoch, then the earlier optimizer in the run; diverged/failed never win")
+SIGNIFICANCE = ("exact McNemar test on the test images that the winner and the other checkpoint answer differently "
+                f"(one right, one wrong), Holm-corrected over the comparisons with the winner, alpha {stats.ALPHA}")
+CI_NOTE = ("95% CI: Wilson score interval over the {n} test images: the uncertainty of this checkpoint's accuracy "
+           "from the finite test set (not from training randomness: --seeds measures that)")
+MISTAKES_SHOWN = 24
 
 
-def _fmt(v, pct=True):
+def pct(x) -> str:
+    """The one percentage format of every table and plot: 0.737 -> '73.7%'; None/NaN -> '-'."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    return f"{100 * x:.1f}%"
+
+
+def ci_text(ci) -> str:
+    """(0.601, 0.8) -> '60.1–80.0%'; None -> '-'."""
+    return "-" if not ci else f"{100 * ci[0]:.1f}–{pct(ci[1])}"
+
+
+def _fmt(v, pct_=True):
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
-    return f"{100 * v:.1f}%" if pct else f"{v:.3f}"
+    return pct(v) if pct_ else f"{v:.3f}"
+
+
+# ---- per checkpoint, from its test predictions -----------------------------------------------------------
+
+def prediction_record(labels, probabilities) -> dict:
+    """<optimizer>/test_predictions.json: the test labels, the predicted class and the softmax
+    probabilities (N x classes, 6 decimals) of the best checkpoint, in the test split's order."""
+    probs = np.asarray(probabilities, dtype=np.float64)
+    labels = np.asarray(labels, dtype=np.int64)
+    if probs.ndim != 2 or len(probs) != len(labels):
+        raise ValueError(f"probabilities {probs.shape} do not match {len(labels)} labels")
+    return {"labels": labels.tolist(), "predicted": probs.argmax(axis=1).tolist(),
+            "probabilities": np.round(probs, 6).tolist()}
+
+
+def class_report(labels, probabilities, classes) -> dict:
+    """Test results of one checkpoint: {"n", "correct", "test_acc", "test_acc_ci95" (Wilson), "confusion"
+    {"classes", "matrix" (rows: true class, columns: predicted class)}, "per_class" {class: {"recall",
+    "precision" (None when never predicted), "support"}}}."""
+    labels = np.asarray(labels, dtype=np.int64)
+    predicted = np.asarray(probabilities).argmax(axis=1)
+    m = stats.confusion(labels, predicted, len(classes))
+    correct, n = int(np.trace(m)), int(m.sum())
+    per_class = {}
+    for i, c in enumerate(classes):
+        support, said = int(m[i].sum()), int(m[:, i].sum())
+        per_class[c] = {"recall": m[i, i] / support if support else None,
+                        "precision": m[i, i] / said if said else None, "support": support}
+        per_class[c] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in per_class[c].items()}
+    ci = stats.wilson(correct, n)
+    return {"n": n, "correct": correct, "test_acc": correct / n if n else None, "test_acc_ci95": list(ci) if ci else None,
+            "confusion": {"classes": list(classes), "rows": "true class", "columns": "predicted class", "matrix": m.tolist()},
+            "per_class": per_class}
+
+
+def majority_baseline(train_counts, test_labels, classes) -> dict:
+    """Test accuracy of always answering the most frequent TRAINING class (train_counts: images per class,
+    in class order; ties: the earlier class), with its Wilson 95% interval."""
+    k = int(np.argmax(np.asarray(train_counts)))
+    test_labels = np.asarray(test_labels)
+    correct, n = int(np.sum(test_labels == k)), len(test_labels)
+    ci = stats.wilson(correct, n)
+    return {"class": classes[k], "test_acc": correct / n if n else None, "test_acc_ci95": list(ci) if ci else None,
+            "n": n, "rule": "always answer the most frequent class of the training split"}
+
+
+def select_mistakes(labels, probabilities, limit: int = MISTAKES_SHOWN) -> list[int]:
+    """Indices of misclassified images, most confident mistakes first (confidence: the probability of the
+    wrong answer; ties: image order), at most `limit`."""
+    probs = np.asarray(probabilities)
+    predicted = probs.argmax(axis=1)
+    wrong = np.flatnonzero(predicted != np.asarray(labels))
+    conf = probs[wrong, predicted[wrong]]
+    return [int(i) for i in wrong[np.lexsort((wrong, -conf))][:limit]]
+
+
+# ---- choosing the winner --------------------------------------------------------------------------------
+
+def eligible(r: dict) -> bool:
+    """Can win: trained to the end ('done') on every seed, with a best checkpoint."""
+    statuses = r["seeds"]["status"] if "seeds" in r else [r.get("status")]
+    return all(st == "done" for st in statuses) and r.get("best_val_acc") is not None
+
+
+def _val(r: dict, key: str):
+    v = r["seeds"][key]["mean"] if "seeds" in r and key in r["seeds"] else r.get(key)
+    return None if v is None or (isinstance(v, float) and math.isnan(v)) else v
 
 
 def ranked(results: dict) -> list[tuple[str, dict]]:
-    """Optimizers best first: by test accuracy of the best checkpoint (mean over seeds when there are
-    several), then best val accuracy."""
-    def acc(r, key):
-        return (r["seeds"][key]["mean"] if "seeds" in r else r.get(key)) or -1
+    """Optimizers best first (WINNER_RULE): those that can win first, by best validation accuracy (mean
+    over seeds), lower validation loss at the best epoch, then run order (the order of `results`)."""
+    def key(item):
+        i, (name, r) = item
+        acc, loss = _val(r, "best_val_acc"), _val(r, "best_val_loss")
+        return (not eligible(r), -(acc if acc is not None else -1.0), loss if loss is not None else math.inf, i)
 
-    return sorted(results.items(), key=lambda kv: (-acc(kv[1], "test_acc"), -acc(kv[1], "best_val_acc")))
+    return [kv for _, kv in sorted(enumerate(results.items()), key=key)]
 
 
-def leaderboard_rows(results: dict) -> list[list[str]]:
+def best_val_loss(history: list[dict], best_epoch) -> float | None:
+    """Validation loss at the best epoch (the tie-breaker of the ranking)."""
+    row = next((h for h in history or [] if h.get("epoch") == best_epoch), None)
+    return None if row is None or not math.isfinite(row["val_loss"]) else row["val_loss"]
+
+
+def winner(results: dict) -> str | None:
+    top = ranked(results)
+    return top[0][0] if top and eligible(top[0][1]) else None
+
+
+def summarize(results: dict, predictions: dict, classes, train_counts=None) -> dict:
+    """Add to each row of `results` (in place) what its test predictions say: "test_acc_ci95", "confusion",
+    "per_class", and "vs_winner" (McNemar against the winner, Holm-corrected); return the run-level
+    {"winner", "ranking", "baseline", "significance", "classes"} for results.json.
+
+    predictions: {name: {"labels", "probabilities"}} (test_predictions.json; missing names are skipped);
+    train_counts: training images per class, for the majority-class baseline."""
+    preds = {n: p for n, p in (predictions or {}).items() if p and p.get("probabilities") and n in results}
+    for name, p in preds.items():
+        rep = class_report(p["labels"], p["probabilities"], classes)
+        results[name].update({k: rep[k] for k in ("test_acc_ci95", "confusion", "per_class")})
+    best = winner(results)
+    raw = {}
+    if best in preds:
+        right = {n: np.equal(p["labels"], np.argmax(p["probabilities"], axis=1)) for n, p in preds.items()}
+        tests = {n: stats.mcnemar(right[best], right[n]) for n in preds if n != best and len(right[n]) == len(right[best])}
+        raw = {n: t["p"] for n, t in tests.items()}
+        adjusted = stats.holm(raw)
+        for n, t in tests.items():
+            results[n]["vs_winner"] = {"winner_only_right": t["a_only"], "only_this_right": t["b_only"], "p": t["p"],
+                                       "p_holm": adjusted[n], "distinguishable": adjusted[n] < stats.ALPHA}
+    labels = next(iter(preds.values()))["labels"] if preds else None
+    baseline = majority_baseline(train_counts, labels, classes) if labels is not None and train_counts is not None else None
+    return {"winner": best, "ranking": WINNER_RULE, "baseline": baseline, "classes": list(classes),
+            "n_test": len(labels) if labels is not None else None,
+            "significance": {"method": SIGNIFICANCE, "comparisons": len(raw)}}
+
+
+# ---- tables -------------------------------------------------------------------------------------------
+
+HEADER = ["#", "optimizer", "best val acc @ epoch", "test acc", "95% CI", "vs winner", "test loss", "minutes", "status"]
+
+
+def _vs_winner(name: str, r: dict, best: str | None) -> str:
+    if name == best:
+        return "winner"
+    v = r.get("vs_winner")
+    if not v:
+        return "-"
+    return f"{'≠' if v['distinguishable'] else '≈'} p={v['p_holm']:.2g}"
+
+
+def leaderboard_rows(results: dict, summary: dict | None = None) -> list[list[str]]:
+    best = (summary or {}).get("winner", winner(results))
     rows = []
     for i, (name, r) in enumerate(ranked(results), 1):
         val = f"{_fmt(r.get('best_val_acc'))} @ {r['best_epoch']}" if r.get("best_epoch") else "-"
-        rows.append([str(i), name, val, _fmt(r.get("test_acc")), _fmt(r.get("test_loss"), pct=False),
-                     f"{r.get('train_seconds', 0) / 60:.1f}", r["status"]])
+        rows.append([str(i), name, val, _fmt(r.get("test_acc")), ci_text(r.get("test_acc_ci95")), _vs_winner(name, r, best),
+                     _fmt(r.get("test_loss"), pct_=False), f"{r.get('train_seconds', 0) / 60:.1f}", r["status"]])
+    base = (summary or {}).get("baseline")
+    if base:
+        rows.append(["-", f"majority class ({base['class']})", "-", pct(base["test_acc"]), ci_text(base["test_acc_ci95"]),
+                     "-", "-", "-", "baseline"])
     return rows
 
 
-HEADER = ["#", "optimizer", "best val acc @ epoch", "test acc", "test loss", "minutes", "status"]
+def _table(results: dict, summary: dict | None) -> tuple[list[str], list[list[str]]]:
+    if _seeded(results):
+        return SEEDED_HEADER, seeded_rows(results, summary)
+    return HEADER, leaderboard_rows(results, summary)
 
 
-def leaderboard_text(results: dict) -> str:
-    header, body = (SEEDED_HEADER, seeded_rows(results)) if _seeded(results) else (HEADER, leaderboard_rows(results))
+def winner_line(results: dict, summary: dict | None = None) -> str:
+    best = (summary or {}).get("winner", winner(results))
+    if best is None:
+        return "winner: none (no optimizer finished without diverging or failing)"
+    r = results[best]
+    if "seeds" in r:
+        s = r["seeds"]
+        return (f"winner: {best} (chosen on validation: best val acc {pct(s['best_val_acc']['mean'])} mean over "
+                f"{s['best_val_acc']['n']} seeds; test {pct(s['test_acc']['mean'])}, 95% CI {ci_text(s.get('test_acc_ci95'))})")
+    return (f"winner: {best} (chosen on validation: best val acc {pct(r.get('best_val_acc'))} @ epoch {r.get('best_epoch')}; "
+            f"test {pct(r.get('test_acc'))}, 95% CI {ci_text(r.get('test_acc_ci95'))})")
+
+
+def leaderboard_text(results: dict, summary: dict | None = None) -> str:
+    header, body = _table(results, summary)
     rows = [header] + body
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+    lines.append(winner_line(results, summary))
+    best = (summary or {}).get("winner", winner(results))
+    per = results.get(best, {}).get("per_class") if best else None
+    if per:
+        lines.append(f"{best} per class (test recall / precision): "
+                     + ", ".join(f"{c} {pct(v['recall'])} / {pct(v['precision'])}" for c, v in per.items()))
+    return "\n".join(lines)
 
 
-def leaderboard_markdown(results: dict, title: str, comparison: dict | None = None) -> str:
-    header, body = (SEEDED_HEADER, seeded_rows(results)) if _seeded(results) else (HEADER, leaderboard_rows(results))
-    lines = [f"# {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+def leaderboard_markdown(results: dict, title: str, comparison: dict | None = None, summary: dict | None = None) -> str:
+    header, body = _table(results, summary)
+    lines = [f"# {title}", "", f"**{winner_line(results, summary)}**", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
+    lines += ["", f"- Ranked by {WINNER_RULE}."]
+    if summary and summary.get("n_test") and not _seeded(results):
+        lines += ["- " + CI_NOTE.format(n=summary["n_test"]) + ".",
+                  f"- vs winner: {SIGNIFICANCE}; ≈ not distinguishable from the winner on this test set, ≠ distinguishable "
+                  "(p = Holm-adjusted p-value)."]
+    if summary and summary.get("baseline"):
+        b = summary["baseline"]
+        lines.append(f"- Majority-class baseline: always answering {b['class']!r}, the most frequent training class.")
     if comparison:
         lines += comparison_notes(results, comparison)
+    lines += per_class_markdown(results, summary)
     return "\n".join(lines) + "\n"
 
+
+def per_class_markdown(results: dict, summary: dict | None = None) -> list[str]:
+    """The per-class table: test recall / precision of every optimizer's best checkpoint."""
+    rows = [(n, r["per_class"]) for n, r in ranked(results) if r.get("per_class")]
+    if not rows:
+        return []
+    classes = list(rows[0][1])
+    lines = ["", "## Per class, on the test split (best checkpoint): recall / precision", "",
+             "| optimizer | " + " | ".join(f"{c} (n={rows[0][1][c]['support']})" for c in classes) + " |",
+             "|" + "---|" * (len(classes) + 1)]
+    for n, per in rows:
+        lines.append(f"| {n} | " + " | ".join(f"{pct(per[c]['recall'])} / {pct(per[c]['precision'])}" for c in classes) + " |")
+    lines += ["", "Recall: share of the class's test images answered correctly (per-class accuracy); precision: share "
+                  "of the answers naming the class that are right (- : never answered). Confusion matrices: results.json, "
+                  "confusion.png."]
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min" if seconds < 5400 else f"{seconds / 3600:.1f} h"
+
+
+def sweep_line(done: int, total: int, trained: int, to_train: int, elapsed: float) -> str:
+    """The sweep's progress after an optimizer ends: done/left and the time left, estimated from the
+    measured wall time per optimizer trained so far in this invocation (finished ones are not retrained)."""
+    line = f"sweep: {done}/{total} optimizers done, {total - done} left"
+    if total > done and trained:
+        each = elapsed / trained
+        line += f", about {_duration(each * max(0, to_train - trained))} left ({_duration(each)} per optimizer)"
+    return line
+
+
+# ---- figures ------------------------------------------------------------------------------------------
 
 def plot_curves(name: str, history: list[dict], path: str) -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(9, 3.4))
@@ -73,58 +304,188 @@ def plot_curves(name: str, history: list[dict], path: str) -> None:
 
 
 def _style(i: int) -> dict:
-    """Line style of the i-th optimizer in a plot: 10 hues, then other markers and dashes."""
-    return dict(marker="o.^s"[i // 5 % 4], ls=("-", "--", ":")[i // 10 % 3], color=plt.get_cmap("tab20")(2 * (i % 10) % 20))
+    """Line style of the i-th optimizer in a plot: 20 distinct colours (tab20's dark shades, then its
+    light ones, drawn dashed), then the same colours dotted; markers vary too."""
+    k = i % 20
+    return dict(marker="os^Dv"[i % 5], ls=("-", "--", ":")[min(i // 10, 2)], color=plt.get_cmap("tab20")(2 * (k % 10) + k // 10))
 
 
-def plot_compare(histories: dict[str, list[dict]], path: str) -> None:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.5))
+def plot_compare(histories: dict[str, list[dict]], path: str, status: dict | None = None) -> dict:
+    """Validation loss (log scale: a curve far above the others does not flatten them) and accuracy of
+    every optimizer; legend outside the plots, naming diverged/failed ones. Returns {name: colour}."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
+    handles, colours = [], {}
     for i, (name, hist) in enumerate(sorted(histories.items())):
         ep = [h["epoch"] for h in hist]
-        a.plot(ep, [h["val_loss"] for h in hist], **_style(i), label=name)
-        b.plot(ep, [100 * h["val_acc"] for h in hist], **_style(i), label=name)
-    a.set(title="validation loss", xlabel="epoch")
+        loss = [h["val_loss"] if h["val_loss"] is not None and math.isfinite(h["val_loss"]) and h["val_loss"] > 0 else np.nan for h in hist]
+        st = (status or {}).get(name, "done")
+        label = name if st == "done" else f"{name} ({st})"
+        handles += a.plot(ep, loss, **_style(i), ms=4, lw=1.4, label=label)
+        colours[name] = matplotlib.colors.to_hex(handles[-1].get_color())
+        b.plot(ep, [100 * h["val_acc"] for h in hist], **_style(i), ms=4, lw=1.4)
+    a.set_yscale("log")
+    a.set(title="validation loss (log scale)", xlabel="epoch")
     b.set(title="validation accuracy (%)", xlabel="epoch")
     for ax in (a, b):
-        ax.grid(alpha=0.3)
+        ax.grid(alpha=0.3, which="both")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    if histories and any(histories.values()):
-        b.legend(fontsize=8, ncol=2, loc="lower right")
-    fig.tight_layout()
-    savefig(fig, path, dpi=100)
+    fig.tight_layout(rect=(0, 0, 0.84, 1))
+    if handles:
+        fig.legend(handles=handles, loc="center left", bbox_to_anchor=(0.84, 0.5), fontsize=8, frameon=False,
+                   ncol=1 if len(handles) <= 22 else 2, title="optimizer")
+    savefig(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+    return colours
 
 
-def plot_leaderboard(results: dict, path: str) -> None:
-    items = [(n, r) for n, r in ranked(results)][::-1]
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(items) + 1.2))
-    vals = [100 * (r.get("test_acc") or 0) for _, r in items]
-    colors = ["tab:green" if r["status"] == "done" else "tab:red" for _, r in items]
-    ax.barh([n for n, _ in items], vals, color=colors)
-    for y, v in enumerate(vals):
-        ax.text(v + 0.5, y, f"{v:.1f}%", va="center", fontsize=8)
-    ax.set(xlabel="test accuracy of the best checkpoint (%)", xlim=(0, 105), title="optimizer leaderboard (red: diverged/failed)")
+def plot_leaderboard(results: dict, path: str, summary: dict | None = None) -> None:
+    """Best validation accuracy (what ranks) and test accuracy with its 95% interval (what it is worth) per
+    optimizer, the winner on top, the majority-class baseline as a line."""
+    best = (summary or {}).get("winner", winner(results))
+    items = ranked(results)[::-1]
+    seeded = _seeded(results)
+    fig, ax = plt.subplots(figsize=(9, 0.5 * len(items) + 1.8))
+    y = np.arange(len(items))
+    val = [100 * (_val(r, "best_val_acc") or 0) for _, r in items]
+    test = [100 * ((r["seeds"]["test_acc"]["mean"] if seeded and "seeds" in r else r.get("test_acc")) or 0) for _, r in items]
+    cis = [(r.get("seeds", {}).get("test_acc_ci95") if seeded else r.get("test_acc_ci95")) for _, r in items]
+    err = np.array([[max(0.0, t - 100 * c[0]), max(0.0, 100 * c[1] - t)] if c else [0, 0] for t, c in zip(test, cis)]).T.reshape(2, len(items))
+    h = 0.38
+    ax.barh(y + h / 2, val, h, color="#9ecae1")
+    colors = ["tab:green" if eligible(r) else "tab:red" for _, r in items]
+    ax.barh(y - h / 2, test, h, color=colors, xerr=err, error_kw=dict(ecolor="k", capsize=2, lw=1))
+    for yi, v, t, c in zip(y, val, test, cis):
+        ax.text(v + 0.6, yi + h / 2, pct(v / 100), va="center", fontsize=7, color="#3182bd")
+        ax.text((100 * c[1] if c else t) + 0.6, yi - h / 2, pct(t / 100), va="center", fontsize=7)
+
+    def tied(r):  # not distinguishable from the winner on the test set
+        if seeded:
+            return best is not None and r.get("group") is not None and r.get("group") == results[best].get("group")
+        return bool(r.get("vs_winner")) and not r["vs_winner"]["distinguishable"]
+
+    ax.set_yticks(y, [f"{n}  ★ winner" if n == best else n + ("  ≈" if tied(r) else "") for n, r in items])
+    handles = [Patch(color="#9ecae1", label=("mean " if seeded else "") + "best validation accuracy (ranks)"),
+               Patch(color="tab:green", label="test accuracy, mean over seeds, 95% CI (bootstrap)" if seeded
+                     else "test accuracy of the best checkpoint, 95% CI (Wilson)"),
+               Patch(color="tab:red", label="diverged/failed: never wins")]
+    base = (summary or {}).get("baseline")
+    if base and base["test_acc"] is not None:
+        handles.append(ax.axvline(100 * base["test_acc"], color="k", ls="--", lw=1,
+                                  label=f"majority-class baseline ({base['class']}): {pct(base['test_acc'])}"))
+    ax.set(xlabel="accuracy (%)", xlim=(0, 112), ylim=(-0.7, len(items) - 0.3))
+    tied = "same group as" if seeded else "not distinguishable from"
+    ax.set_title(f"optimizer leaderboard: ranked by validation accuracy; winner: {best or 'none'}\n"
+                 f"≈ {tied} the winner on the test set", fontsize=9)
     ax.grid(axis="x", alpha=0.3)
+    ax.legend(handles=handles, fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.6 / (0.5 * len(items) + 1.8)),
+              ncol=2, frameon=False)
     fig.tight_layout()
-    savefig(fig, path, dpi=100)
+    savefig(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 
-def write_reports(run_dir: str, results: dict, histories: dict, title: str, comparison: dict | None = None) -> None:
-    import os
+def plot_confusions(matrices: dict[str, list[list[int]]], classes, path: str, titles: dict | None = None) -> None:
+    """Confusion matrices side by side (small multiples, up to 5 per row): rows the true class, columns the
+    predicted one; colour = share of the true class (recall on the diagonal), numbers = images."""
+    names = list(matrices)
+    n, k = max(1, len(names)), len(classes)
+    cols = min(n, 5)
+    rows = math.ceil(n / cols)
+    side = max(2.4, 0.45 * k + 1.2)
+    fig, axes = plt.subplots(rows, cols, figsize=(side * cols + 1.2, side * rows + 1.0), squeeze=False)
+    img = None
+    for ax, name in zip(axes.flat, names):
+        m = np.asarray(matrices[name], dtype=float)
+        share = m / np.maximum(m.sum(axis=1, keepdims=True), 1)
+        img = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        if k <= 10:
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, f"{int(m[i, j])}", ha="center", va="center", fontsize=7 if k <= 6 else 6,
+                            color="white" if share[i, j] > 0.6 else "black")
+        ax.set_title((titles or {}).get(name, name), fontsize=8)
+    for ax in axes.flat[len(names):]:
+        ax.set_visible(False)
+    for i, ax in enumerate(axes.flat[:len(names)]):
+        r, c = divmod(i, cols)
+        bottom = i + cols >= len(names)  # nothing below it
+        ax.set_xticks(range(k), classes if bottom else [""] * k, rotation=45, ha="right", fontsize=7)
+        ax.set_yticks(range(k), classes if c == 0 else [""] * k, fontsize=7)
+        if c == 0:
+            ax.set_ylabel("true", fontsize=8)
+        if bottom:
+            ax.set_xlabel("predicted", fontsize=8)
+    fig.suptitle("confusion on the test split\nrows: true class, columns: predicted; colour: share of the true class", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 0.93, 0.97))
+    if img is not None:
+        fig.colorbar(img, ax=axes.ravel().tolist(), shrink=0.6, label="share of the true class")
+    savefig(fig, path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
 
-    write_text(os.path.join(run_dir, "leaderboard.md"), leaderboard_markdown(results, title, comparison))
-    plot_compare(histories, os.path.join(run_dir, "compare.png"))
-    plot_leaderboard(results, os.path.join(run_dir, "leaderboard.png"))
+
+def plot_mistakes(images, labels, probabilities, classes, path: str, title: str, limit: int = MISTAKES_SHOWN) -> list[int]:
+    """A gallery of the most confident mistakes (select_mistakes) with true class, predicted class and the
+    model's confidence under each image; returns the indices shown."""
+    shown = select_mistakes(labels, probabilities, limit)
+    probs = np.asarray(probabilities)
+    wrong = int(np.sum(probs.argmax(axis=1) != np.asarray(labels)))
+    cols = min(6, max(1, len(shown)))
+    rows = max(1, math.ceil(len(shown) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols + 0.4, 2.3 * rows + 0.6), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, shown):
+        p = int(probs[i].argmax())
+        ax.imshow(np.asarray(images[i]), interpolation="nearest")
+        ax.set_title(f"true: {classes[int(labels[i])]}\npred: {classes[p]} ({pct(float(probs[i, p]))})", fontsize=7, y=-0.32)
+    if not shown:
+        axes.flat[0].text(0.5, 0.5, "no mistakes on the test split", ha="center", va="center")
+    fig.suptitle(f"{title}: {len(shown)} of {wrong} misclassified test images (of {len(labels)}), most confident first", fontsize=9)
+    fig.tight_layout()
+    savefig(fig, path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return shown
+
+
+def write_reports(run_dir: str, results: dict, histories: dict, title: str, comparison: dict | None = None,
+                  summary: dict | None = None, predictions: dict | None = None, test_images=None) -> dict:
+    """Every report file of a run: leaderboard.md/png, compare.png, confusion.png (all optimizers) and
+    <optimizer>/confusion.png, mistakes.png (the winner's; needs `test_images`, the decoded test split in
+    the predictions' order), and with seeds/tuning val_curves.png, lr_sensitivity.png. Returns the summary."""
+    if summary is None:
+        summary = summarize(results, predictions or {}, [], None)
+    write_text(os.path.join(run_dir, "leaderboard.md"), leaderboard_markdown(results, title, comparison, summary))
+    plot_compare(histories, os.path.join(run_dir, "compare.png"), {n: r.get("status", "done") for n, r in results.items()})
+    plot_leaderboard(results, os.path.join(run_dir, "leaderboard.png"), summary)
+    classes = summary.get("classes") or []
+    order = [n for n, r in ranked(results) if r.get("confusion")]
+    best = summary.get("winner")
+    for n in order:
+        mine = os.path.join(run_dir, n, "confusion.png")
+        src = os.path.join(run_dir, n, "test_predictions.json")
+        if os.path.isdir(os.path.dirname(mine)) and (not os.path.exists(mine) or not os.path.exists(src)
+                                                     or os.path.getmtime(mine) < os.path.getmtime(src)):
+            plot_confusions({n: results[n]["confusion"]["matrix"]}, classes, mine,
+                            {n: f"{n}: test {pct(results[n].get('test_acc'))}"})
+    if order:
+        plot_confusions({n: results[n]["confusion"]["matrix"] for n in order}, classes, os.path.join(run_dir, "confusion.png"),
+                        {n: f"{i}. {n}{' (winner)' if n == best else '' if results[n]['status'] == 'done' else ' (' + results[n]['status'].split(':')[0] + ')'}"
+                            f": test {pct(results[n].get('test_acc'))}"
+                         for i, n in enumerate(order, 1)})
+    p = (predictions or {}).get(best)
+    if test_images is not None and p and p.get("probabilities") and len(test_images) == len(p["labels"]):
+        plot_mistakes(test_images, p["labels"], p["probabilities"], classes, os.path.join(run_dir, "mistakes.png"),
+                      f"winner {best}")
     if _seeded(results):
         plot_val_curves(results, os.path.join(run_dir, "val_curves.png"), (comparison or {}).get("target", {}).get("val_acc"))
     if any("tune" in r for r in results.values()):
         plot_lr_sensitivity(results, os.path.join(run_dir, "lr_sensitivity.png"))
+    return summary
 
 
 # ---- the comparison over seeds (train/tune.py) ---------------------------------------------------------
 
-SEEDED_HEADER = ["#", "group", "optimizer", "lr", "test acc (mean ± std)", "95% CI", "best val acc (mean ± std)",
+SEEDED_HEADER = ["#", "group", "optimizer", "lr", "best val acc (mean ± std)", "test acc (mean ± std)", "95% CI",
                  "epochs to target", "seconds to target", "seeds", "status"]
 
 
@@ -135,26 +496,29 @@ def _seeded(results: dict) -> bool:
 def _mean_std(d: dict | None) -> str:
     if not d or d["mean"] is None:
         return "-"
-    return f"{100 * d['mean']:.1f}%" + ("" if d["std"] is None else f" ± {100 * d['std']:.1f}")
+    return pct(d["mean"]) + ("" if d["std"] is None else f" ± {100 * d['std']:.1f}")
 
 
 def _to_target(v, fmt) -> str:
     return "∞" if v is None else fmt(v)
 
 
-def seeded_rows(results: dict) -> list[list[str]]:
+def seeded_rows(results: dict, summary: dict | None = None) -> list[list[str]]:
     rows = []
     for i, (name, r) in enumerate(ranked(results), 1):
         s = r.get("seeds", {})
-        ci = s.get("test_acc_ci95")
         ok = sum(st == "done" for st in s.get("status", []))
         lr = r.get("hyperparams", {}).get("learning_rate")
         ttt = r.get("time_to_target", {})
         bad = [st for st in s.get("status", [r["status"]]) if st != "done"]
-        rows.append([str(i), str(r.get("group") or "-"), name, "-" if lr is None else f"{lr:g}", _mean_std(s.get("test_acc")),
-                     "-" if not ci else f"{100 * ci[0]:.1f}–{100 * ci[1]:.1f}%", _mean_std(s.get("best_val_acc")),
-                     _to_target(ttt.get("epochs"), str), _to_target(ttt.get("seconds"), lambda v: f"{v:.1f}"),
-                     f"{ok}/{len(s.get('status', []))}", bad[0] if bad else "done"])
+        rows.append([str(i), str(r.get("group") or "-"), name,
+                     "-" if lr is None else f"{lr:g}", _mean_std(s.get("best_val_acc")), _mean_std(s.get("test_acc")),
+                     ci_text(s.get("test_acc_ci95")), _to_target(ttt.get("epochs"), str),
+                     _to_target(ttt.get("seconds"), lambda v: f"{v:.1f}"), f"{ok}/{len(s.get('status', []))}", bad[0] if bad else "done"])
+    base = (summary or {}).get("baseline")
+    if base:
+        rows.append(["-", "-", f"majority class ({base['class']})", "-", "-", pct(base["test_acc"]),
+                     ci_text(base["test_acc_ci95"]) + " (Wilson)", "-", "-", "-", "baseline"])
     return rows
 
 
@@ -163,9 +527,9 @@ def comparison_notes(results: dict, comparison: dict) -> list[str]:
     t = comparison["target"]
     lines = ["", f"Seeds {', '.join(map(str, comparison['seeds']))}: each seed gives every optimizer the same initial weights and data order.",
              f"Group: optimizers in one group are not significantly different ({comparison['significance']['method']}); "
-             "group 1 holds the best optimizer and every one tied with it.",
+             "group 1 holds the winner (chosen on validation) and every one tied with it on the test set.",
              "95% CI: of the mean test accuracy, bootstrap over seeds and test images.",
-             "Target: " + ("none" if t["val_acc"] is None else f"validation accuracy ≥ {100 * t['val_acc']:.1f}% ({t['rule']})")
+             "Target: " + ("none" if t["val_acc"] is None else f"validation accuracy ≥ {pct(t['val_acc'])} ({t['rule']})")
              + "; epochs and seconds to the first epoch where the mean over seeds reaches it (∞: never)."]
     grids = [(n, r["tune"]) for n, r in ranked(results) if "tune" in r]
     if grids:
@@ -174,7 +538,7 @@ def comparison_notes(results: dict, comparison: dict) -> list[str]:
                       f"{s.get('subset_size')}/{s.get('train_size')} training images per trial)", "",
                   "| optimizer | chosen lr | final val acc per trial (lr: acc; s = stopped early, d = diverged) |", "|---|---|---|"]
         for n, tu in grids:
-            cells = [f"{t['lr']:g}: " + ("-" if t["final_val_acc"] is None else f"{100 * t['final_val_acc']:.0f}%")
+            cells = [f"{t['lr']:g}: " + pct(t["final_val_acc"])
                      + ("" if t["status"] == "done" else " s" if t["status"].startswith("stopped") else " d" if t["status"].startswith("diverged") else " ?")
                      for t in tu["grid"]]
             chosen = tu["chosen_lr"]

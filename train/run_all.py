@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         args.finetune = "all" if args.model != "efficientnet_lite0" or device.startswith("gpu") else "head"
     os.environ["WHICH_OPTIMIZER_CACHE"] = args.cache_dir  # converted weights too; --parallel workers inherit it
     from train import features
-    from train.data import resolve
+    from train.data import load_splits, resolve
     from train.setup import Setup
 
     try:
@@ -182,8 +182,7 @@ def main(argv=None) -> int:
         hps[name] = hp
     order = list(dict.fromkeys(old.get("optimizers", []) + args.optimizers))
 
-    todo = D.share([n for n in args.optimizers if not os.path.exists(os.path.join(run, n, "result.json"))
-                    or (args.compare and tune.pending(run, n, args, hps[n]["learning_rate"]))])
+    todo = D.share([n for n in args.optimizers if tune.pending(run, n, args, hps[n]["learning_rate"])])
     from train.loop import FAILURES, failure, initial_weights, train_one
 
     init_path = os.path.join(run, "init.pdparams")
@@ -215,16 +214,22 @@ def main(argv=None) -> int:
             print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
 
 
-    from train.report import leaderboard_text, write_reports
+    from train import report
+
+    t_sweep, finished = time.perf_counter(), []
 
     def say(name, r):
         if not D.is_main():
             return
+        finished.append(name)
         if r["status"].startswith("failed"):
             print(f"{name}: {r['status']}", file=sys.stderr)
         if r.get("test_acc") is not None:
-            print(f"{name}: {r['status']}, best val {100 * r['best_val_acc']:.1f}% @ epoch {r['best_epoch']}, "
-                  f"test {100 * r['test_acc']:.1f}%, {r['train_seconds'] / 60:.1f} min", file=sys.stderr)
+            print(f"{name}: {r['status']}, best val {report.pct(r['best_val_acc'])} @ epoch {r['best_epoch']}, "
+                  f"test {report.pct(r['test_acc'])}, {r['train_seconds'] / 60:.1f} min", file=sys.stderr)
+        if name in todo:
+            print(report.sweep_line(len(finished), len(args.optimizers), sum(n in todo for n in finished), len(todo),
+                                    time.perf_counter() - t_sweep), file=sys.stderr)
 
     results = {}
     try:
@@ -239,6 +244,8 @@ def main(argv=None) -> int:
                     write_json(cfg_path, config)
                 results[name] = train_one(name, os.path.join(run, name), setup=setup, init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
+                if D.is_main() and not args.compare:  # runs trained before train_one kept test probabilities
+                    tune.test_predictions(os.path.join(run, name), setup, splits)
                 if args.compare:
                     tune.train_seeds(name, run, hps[name], args=args, splits=splits,
                                      position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
@@ -255,7 +262,7 @@ def main(argv=None) -> int:
             print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
         return 130
     finally:
-        comparison = None
+        comparison = summary = None
         if D.is_main():  # the other ranks leave the results and reports to rank 0
             for name in order:  # optimizers of earlier invocations of the same run
                 if name not in results:
@@ -264,16 +271,33 @@ def main(argv=None) -> int:
                         results[name] = r
             histories = {n: read_json(os.path.join(run, n, "history.json"), []) for n in results}
             results = {n: results[n] for n in order if n in results}
+            for n, r in results.items():  # the ranking's tie-breaker
+                r["best_val_loss"] = report.best_val_loss(histories[n], r.get("best_epoch"))
             comparison = tune.summarize(run, results, config, args) if args.compare else None
-            write_json(os.path.join(run, "results.json"), {"run": os.path.abspath(run), "data": ds.root, "device": device,
-                                                            "optimizers": results, **({"comparison": comparison} if comparison else {})})
+            predictions = {n: read_json(os.path.join(run, n, "test_predictions.json")) for n in results}
+            counts = ((data_info or {}).get("counts") or {}).get("train")
+            train_counts = [counts.get(c, 0) for c in config["classes"]] if counts else None
+            summary = report.summarize(results, predictions, config["classes"], train_counts)
+            results_path = os.path.join(run, "results.json")
+            old_winner = (read_json(results_path, {}) or {}).get("winner")
+            write_json(results_path, {"run": os.path.abspath(run), "data": ds.root, "device": device, "winner": summary["winner"],
+                                      "ranking": summary["ranking"], "baseline": summary["baseline"],
+                                      "significance": summary["significance"], "classes": summary["classes"],
+                                      "optimizers": results, **({"comparison": comparison} if comparison else {})})
             seed_note = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}-{args.seed + args.seeds - 1}"
             seed_note += ", tuned learning rates" if args.tune else ""
-            title = f"Optimizer leaderboard: {args.model} {args.image_size}px, {args.epochs} epochs, {seed_note}, {os.path.basename(ds.root)}"
-            write_reports(run, results, histories, title, comparison)
+            regime = {"head": ", new head on frozen ImageNet features", "top": ", last block + head fine-tuned",
+                      "all": ", every layer fine-tuned" if args.pretrained else ", from scratch"}[args.finetune]
+            title = (f"Optimizer leaderboard: {args.model}{regime}, {args.image_size}px, {args.epochs} epochs, {seed_note}, "
+                     f"{os.path.basename(ds.root)}")
+            if splits is None and summary["winner"] and (old_winner != summary["winner"]
+                                                         or not os.path.exists(os.path.join(run, "mistakes.png"))):
+                splits, _ = load_splits(ds, setup.spec, args.cache_dir, args.workers)  # the cache: no decoding
+            test_images = splits["test"].images if splits and "test" in splits else None
+            report.write_reports(run, results, histories, title, comparison, summary, predictions, test_images)
     if not D.is_main():
         return 0
-    print(leaderboard_text(results))
+    print(report.leaderboard_text(results, summary))
     if comparison and "search" in comparison:
         c = comparison["search"]
         ratio = "-" if c["cost_ratio"] is None else f"{c['cost_ratio']:.2f}"

@@ -1,6 +1,14 @@
-"""Statistics for comparing optimizers trained with several seeds.
+"""Statistics for comparing optimizers: one checkpoint each on the test split, or several seeds.
 
-Test accuracy varies for two reasons: the training run (initial weights, data order) and the finite test
+One checkpoint per optimizer (the plain sweep): the test accuracy of a fixed checkpoint is a binomial
+proportion over the test images, so its 95% interval is the Wilson score interval (Wilson 1927; good
+coverage even near 0 or 1 and for small n, unlike the normal approximation). Two checkpoints scored on
+the same images are compared with the exact McNemar test (McNemar 1947; Dietterich 1998): only the
+discordant images count (one right, the other wrong); under "equally accurate" each of them is a fair
+coin flip. Several comparisons with the winner are Holm-corrected (`holm`). These intervals and tests
+are about the finite test set only, not about training randomness: `--seeds` covers both (below).
+
+Several seeds (--seeds): test accuracy varies for two reasons: the training run (initial weights, data order) and the finite test
 set. Following Bouthillier et al. 2021 ("Accounting for variance in machine learning benchmarks"), the
 confidence intervals and paired tests here resample both at once: seeds with replacement, and test
 images with replacement. Two optimizers are compared on the same resampled seeds and images (paired:
@@ -16,6 +24,7 @@ paired bootstrap over test images.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 
@@ -99,6 +108,42 @@ def tie_groups(ranked: list[str], p_adjusted: dict, alpha: float = ALPHA) -> lis
         groups.append(group)
         left = [n for n in left if n not in group]
     return groups
+
+
+def wilson(correct: int, n: int, level: float = 0.95) -> tuple[float, float] | None:
+    """Wilson score interval of a proportion `correct`/`n` (None for n = 0). It always contains the point
+    estimate, stays inside [0, 1], and shrinks roughly as 1/sqrt(n)."""
+    if n <= 0:
+        return None
+    if not 0 <= correct <= n:
+        raise ValueError(f"correct={correct} must lie in [0, n={n}]")
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    p, z2 = correct / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z / (1 + z2 / n) * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    lo = 0.0 if correct == 0 else min(p, centre - half)  # exact ends where rounding would wander
+    hi = 1.0 if correct == n else max(p, centre + half)
+    return lo, hi
+
+
+def mcnemar(a_correct, b_correct) -> dict:
+    """Exact two-sided McNemar test of "a and b are equally accurate" on the same images (0/1 arrays in
+    the same image order): {"a_only": images only a gets right, "b_only": only b, "p"}. p = P(a binomial
+    (a_only + b_only, 1/2) count is at least as far from the middle), 1.0 without discordant images."""
+    a, b = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
+    if a.shape != b.shape:
+        raise ValueError(f"paired samples differ in shape: {a.shape} vs {b.shape}")
+    a_only, b_only = int(np.sum(a & ~b)), int(np.sum(b & ~a))
+    n, k = a_only + b_only, min(a_only, b_only)
+    tail = sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n if n else 0.5
+    return {"a_only": a_only, "b_only": b_only, "p": float(min(1.0, 2 * tail))}
+
+
+def confusion(labels, predicted, num_classes: int) -> np.ndarray:
+    """num_classes x num_classes counts: rows the true class, columns the predicted one."""
+    m = np.zeros((num_classes, num_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(labels, dtype=np.int64), np.asarray(predicted, dtype=np.int64)), 1)
+    return m
 
 
 def first_reach(values, target: float) -> int | None:

@@ -19,7 +19,8 @@ Seeds. The chosen setting is trained for the full epochs with seeds SEED .. SEED
 primary run in runs/<run>/<optimizer>/ (what export reads), the others in <optimizer>/seed<s>/. One
 seed means the same initial weights (runs/<run>/init*.pdparams) and data order for every optimizer, so
 results pair up by seed. Each run's test predictions are kept (test_predictions.json) for the statistics
-in train/stats.py: mean ± std, bootstrap 95% CI, paired tests, groups of tied optimizers.
+in train/stats.py: mean ± std, bootstrap 95% CI, paired tests, groups of tied optimizers (group 1: the
+winner, chosen on mean best validation accuracy, and every optimizer tied with it on the test set).
 
 Time to accuracy. The first epoch at which the mean (over seeds) validation accuracy reaches the target
 (default 95% of the best optimizer's final mean validation accuracy), and the mean seconds to get there;
@@ -187,7 +188,7 @@ def pending(run: str, name: str, args, centre_lr: float) -> bool:
         folder = seed_dir(run, name, s, args.seed)
         if not os.path.exists(os.path.join(folder, "result.json")):
             return True
-        if os.path.exists(os.path.join(folder, "best.pdparams")) and not os.path.exists(os.path.join(folder, "test_predictions.json")):
+        if os.path.exists(os.path.join(folder, "best.pdparams")) and not _has_probabilities(folder):
             return True
     return False
 
@@ -207,22 +208,24 @@ def train_seeds(name: str, run: str, hp: dict, *, args, splits, position: str, t
         test_predictions(folder, train_kw["setup"], splits)
 
 
+def _has_probabilities(folder: str) -> bool:
+    p = read_json(os.path.join(folder, "test_predictions.json"))
+    return bool(p) and "probabilities" in p
+
+
 def test_predictions(folder: str, setup, splits) -> dict | None:
-    """{"labels", "predicted"} of the folder's best checkpoint on the test split (made once, then read)."""
+    """{"labels", "predicted", "probabilities"} of the folder's best checkpoint on the test split
+    (train_one writes it; made here for runs trained before it did, then read)."""
     path = os.path.join(folder, "test_predictions.json")
-    if os.path.exists(path) or not os.path.exists(os.path.join(folder, "best.pdparams")) or splits is None:
+    if _has_probabilities(folder) or not os.path.exists(os.path.join(folder, "best.pdparams")) or splits is None:
         return read_json(path)
     import paddle
 
-    from train.data import batches
+    from train.loop import probabilities
+    from train.report import prediction_record
 
     _, model = setup.build(paddle.load(os.path.join(folder, "best.pdparams")))
-    model.eval()
-    pred = []
-    with paddle.no_grad():
-        for x, _ in batches(splits["test"], 256, setup.spec):
-            pred += model(paddle.to_tensor(x)).argmax(axis=1).numpy().tolist()
-    out = {"labels": splits["test"].labels.tolist(), "predicted": pred}
+    out = prediction_record(splits["test"].labels, probabilities(model, splits["test"], setup.spec))
     write_json(path, out)
     return out
 
@@ -270,6 +273,9 @@ def _mean_curve(histories: list[list[dict]]) -> dict:
 def summarize(run: str, results: dict, config: dict, args) -> dict:
     """Add "seeds", "val_curve", "time_to_target", "group" (and "tune") to each row of `results` (in place);
     return the run-level comparison for results.json."""
+    from train.report import best_val_loss
+    from train.report import ranked as report_ranked
+
     seeds = list(range(args.seed, args.seed + args.seeds))
     correct, cache = {}, {}
 
@@ -287,6 +293,7 @@ def summarize(run: str, results: dict, config: dict, args) -> dict:
         row["seeds"] = {"seeds": seeds, "status": [r["status"] for r in rs],
                         "test_acc": stats.describe(r.get("test_acc") for r in rs),
                         "best_val_acc": stats.describe(r.get("best_val_acc") for r in rs),
+                        "best_val_loss": stats.describe(best_val_loss(h, r.get("best_epoch")) for r, h in zip(rs, hs)),
                         "train_seconds": stats.describe(r.get("train_seconds") for r in rs),
                         "test_acc_ci95": list(stats.interval(resampled(name, tuple(sorted(correct[name]))))) if correct[name] else None}
         row["val_curve"] = _mean_curve([h for h in hs if h])
@@ -308,7 +315,7 @@ def summarize(run: str, results: dict, config: dict, args) -> dict:
         i = stats.first_reach(curve["mean"], target["val_acc"]) if target["val_acc"] is not None else None
         row["time_to_target"] = {"epochs": None if i is None else i + 1, "seconds": None if i is None else round(curve["seconds"][i], 2)}
 
-    ranked = sorted((n for n in results if correct[n]), key=lambda n: -results[n]["seeds"]["test_acc"]["mean"])
+    ranked = [n for n, _ in report_ranked(results) if correct[n]]  # the leaderboard's order: validation chooses
     raw = {}
     for i, a in enumerate(ranked):
         for b in ranked[i + 1:]:
