@@ -97,7 +97,9 @@ def _files(folder: str, rels, what: str, refused: list) -> list[str]:
         try:
             out.append(inside(folder, rel, what))
         except Refused as e:
-            refused.append(str(e))
+            hint = " (older exports named the run folder's files: rerun python export/to_onnx.py)" \
+                if isinstance(rel, str) and rel.startswith("../") and what != "example" else ""
+            refused.append(f"{e}{hint}")
     return out
 
 
