@@ -16,6 +16,7 @@ reads. A model whose checkpoint sha256, opset and device are unchanged is not ex
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -55,6 +56,7 @@ class Run:
     results: dict  # optimizer -> results.json row
     checkpoints: dict  # optimizer -> best.pdparams path, in the run's optimizer order
     notes: list = field(default_factory=list)
+    winner: str | None = None  # results.json "winner": chosen by training on validation accuracy
 
     @property
     def size(self) -> int:
@@ -88,8 +90,9 @@ def newest_run(runs_dir: str = RUNS) -> str:
     return max(found, key=lambda d: os.path.getmtime(os.path.join(d, "config.json")))
 
 
-def open_run(run_dir: str, optimizers: list | None = None) -> Run:
-    """Read config.json and results.json and find the best checkpoints; RunError if nothing can be exported."""
+def open_run(run_dir: str, optimizers: list | None = None, winner_only: bool = False) -> Run:
+    """Read config.json and results.json and find the best checkpoints; RunError if nothing can be exported.
+    `winner_only`: just the run's winner (see `choose_winner`)."""
     run_dir = os.path.abspath(run_dir)
     cfg_path = os.path.join(run_dir, "config.json")
     if not os.path.isdir(run_dir):
@@ -98,7 +101,8 @@ def open_run(run_dir: str, optimizers: list | None = None) -> Run:
         raise RunError(f"{run_dir} is not a run folder (no config.json): pass --run runs/<name> as written by train/run_all.py")
     try:
         config = read_json(cfg_path)
-        results = (read_json(os.path.join(run_dir, "results.json"), {}) or {}).get("optimizers", {})
+        summary = read_json(os.path.join(run_dir, "results.json"), {}) or {}
+        results = summary.get("optimizers", {})
     except ValueError as e:
         raise RunError(f"{run_dir}: unreadable JSON ({e}); rerun train/run_all.py for this run") from None
     need = [k for k in ("model", "image_size", "classes", "data") if k not in config]
@@ -108,6 +112,13 @@ def open_run(run_dir: str, optimizers: list | None = None) -> Run:
                                                       if os.path.isfile(os.path.join(run_dir, d, "best.pdparams"))))
     ckpt = {n: os.path.join(run_dir, n, "best.pdparams") for n in names}
     have = {n: p for n, p in ckpt.items() if os.path.isfile(p)}
+    named = summary.get("winner") if isinstance(summary.get("winner"), str) and summary.get("winner") else None
+    if winner_only:
+        best = named or choose_winner({n: results.get(n, {}).get("best_val_acc") for n in have})
+        if best is None:
+            raise RunError(f"{run_dir}/results.json names no winner and gives no best validation accuracy to choose "
+                           f"one on; pass --optimizers instead of --winner")
+        optimizers = [best]
     if optimizers:
         unknown = [o for o in optimizers if o not in names]
         if unknown:
@@ -122,7 +133,53 @@ def open_run(run_dir: str, optimizers: list | None = None) -> Run:
                        f"rerun train/run_all.py (it resumes)")
     notes = [f"not exported: {n} has no best checkpoint ({_train_status(results, n)})" for n in names if n not in have
              and not optimizers]
-    return Run(run_dir, config, results, have, notes)
+    return Run(run_dir, config, results, have, notes, named)
+
+
+def choose_winner(val_acc: dict) -> str | None:
+    """The name with the highest best validation accuracy; ties go to the earlier one in `val_acc`'s order
+    (the run's optimizer order); None when no accuracy is known. The test split never chooses."""
+    known = [(n, v) for n, v in val_acc.items() if isinstance(v, (int, float))]
+    return max(known, key=lambda nv: nv[1])[0] if known else None  # max keeps the first of equal values
+
+
+def dataset_of(config: dict) -> dict:
+    """What the manifest says about the training data: its name, and whether it was generated pictures."""
+    data = config.get("data") or {}
+    notes = " ".join(str(n) for n in data.get("notes") or [])
+    synthetic = data.get("layout") == "synthetic" or "synthetic" in notes.lower()
+    name = os.path.basename(str(data.get("root") or "").rstrip("/\\")) or "unknown"
+    return {"name": name, "synthetic": synthetic}
+
+
+BOARD = ("leaderboard.md", "compare.png", "leaderboard.png", "confusion.png", "mistakes.png")
+
+
+def copy_board(run_dir: str, out: str) -> dict:
+    """Copy whichever of the run's BOARD files exist into out/board/ (the demo opens nothing outside its
+    export folder); returns the manifest's "leaderboard" block. Unchanged files are left as they are."""
+    found = [f for f in BOARD if os.path.isfile(os.path.join(run_dir, f))]
+    dest = os.path.join(out, "board")
+
+    def same(f):
+        a, b = os.path.join(run_dir, f), os.path.join(dest, f)
+        if not os.path.isfile(b) or os.path.getsize(a) != os.path.getsize(b):
+            return False
+        with open(a, "rb") as fa, open(b, "rb") as fb:
+            return fa.read() == fb.read()
+
+    there = sorted(os.listdir(dest)) if os.path.isdir(dest) else []
+    if not (there == sorted(found) and all(same(f) for f in found)):
+        tmp = os.path.join(out, ".board.tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        for f in found:
+            shutil.copyfile(os.path.join(run_dir, f), os.path.join(tmp, f))
+        replace_dir(tmp, dest)
+    rel = {f: f"board/{f}" for f in found}
+    return {"markdown": rel.get("leaderboard.md"),
+            "plots": [rel[f] for f in ("compare.png", "leaderboard.png", "confusion.png") if f in rel],
+            "mistakes": rel.get("mistakes.png")}
 
 
 def _train_status(results: dict, name: str) -> str:
@@ -300,6 +357,11 @@ def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EX
     return rels
 
 
+def _content(manifest: dict) -> str:
+    """A manifest's content apart from its creation time, to leave an unchanged manifest untouched."""
+    return json.dumps({k: v for k, v in manifest.items() if k != "created"}, sort_keys=True, default=str)
+
+
 def _files_exist(out: str, entry: dict) -> bool:
     paths = [entry.get("onnx"), *(entry.get("paddle") or {}).values()]
     return all(p and os.path.isfile(os.path.join(out, p)) for p in paths)
@@ -326,9 +388,10 @@ class Report:
 
 def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, force: bool = False,
                device: backends.Device | None = None, data_root: str | None = None, progress: bool = True,
-               bench_s: float = 0.25) -> Report:
-    """Export every selected model of a run (skipping unchanged ones unless `force`) and write the manifest."""
-    run = open_run(run_dir, optimizers)
+               bench_s: float = 0.25, winner_only: bool = False) -> Report:
+    """Export every selected model of a run (or only its winner; skipping unchanged ones unless `force`) and
+    write the manifest (only when its content changes)."""
+    run = open_run(run_dir, optimizers, winner_only)
     device = device or backends.choose_device("auto")
     out = os.path.join(run.dir, "export")
     path = os.path.join(out, "manifest.json")
@@ -386,21 +449,27 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
         examples = copy_examples(split, run.classes, out)
     else:
         examples = [p for p in prev.get("examples", []) if os.path.isfile(os.path.join(out, p))]
-    manifest = prev
-    if todo or entries != prev.get("models"):
-        S, C = run.size, len(run.classes)
-        lb = {"markdown": "../leaderboard.md" if os.path.isfile(os.path.join(run.dir, "leaderboard.md")) else None,
-              "plots": [f"../{p}" for p in ("compare.png", "leaderboard.png") if os.path.isfile(os.path.join(run.dir, p))]}
-        manifest = {
-            "format": FORMAT, "run": "..", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "classes": run.classes, "model": run.config["model"],
-            "preprocessing": run.preprocessing.as_dict(),
-            "input": {"name": INPUT_NAME, "shape": [-1, 3, S, S], "dtype": "float32", "layout": "NCHW RGB"},
-            "output": {"name": output_name, "meaning": "softmax probabilities", "shape": [-1, C]},
-            "device": device.as_dict(),
-            "examples": examples,
-            "leaderboard": lb,
-            "models": entries,
-        }
+    S, C = run.size, len(run.classes)
+    winner, chosen_by = run.winner, "results.json (training: best validation accuracy)"
+    if winner is None:
+        winner = choose_winner({n: e.get("best_val_acc") for n, e in entries.items() if e.get("status") == "ok"})
+        chosen_by = "export: highest best validation accuracy among the exported models"
+    manifest = {
+        "format": FORMAT, "run": "..", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "classes": run.classes, "model": run.config["model"],
+        "dataset": dataset_of(run.config),
+        "preprocessing": run.preprocessing.as_dict(),
+        "input": {"name": INPUT_NAME, "shape": [-1, 3, S, S], "dtype": "float32", "layout": "NCHW RGB"},
+        "output": {"name": output_name, "meaning": "softmax probabilities", "shape": [-1, C]},
+        "device": device.as_dict(),
+        "winner": winner,
+        "winner_chosen_by": chosen_by if winner else None,
+        "examples": examples,
+        "leaderboard": copy_board(run.dir, out),
+        "models": entries,
+    }
+    if _content(manifest) != _content(prev):
         write_json(path, manifest)
+    else:
+        manifest = prev
     return Report(run, path, manifest, rows)

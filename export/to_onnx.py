@@ -2,9 +2,11 @@
 
     python export/to_onnx.py                                   # the newest run under runs/
     python export/to_onnx.py --run runs/hym --optimizers momentum,qhm --opset 13
+    python export/to_onnx.py --winner                          # only the run's winner (best validation accuracy)
 
 Writes runs/<run>/export/<optimizer>/{inference.json, inference.pdiparams, model.onnx} and
-runs/<run>/export/manifest.json, and prints one row per model. Exit status: 0 when every model is ok,
+runs/<run>/export/manifest.json (with the run's winner, chosen on validation accuracy, and copies of the
+run's leaderboard files in export/board/), and prints one row per model. Exit status: 0 when every model is ok,
 1 when any model failed (export or parity), 2 when the run cannot be exported at all.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import models  # noqa: E402,F401  (first: quiets Paddle)
 from export import exporter  # noqa: E402
 from models import inference as backends  # noqa: E402
+from serve.text import pct  # noqa: E402  (the one percentage format; belongs in models/)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -25,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--run", help="run folder written by train/run_all.py (default: the newest under runs/)")
     ap.add_argument("--runs", default=exporter.RUNS, help="where to look for the newest run when --run is not given")
     ap.add_argument("--optimizers", help="comma-separated optimizers to export (default: every one with a best checkpoint)")
+    ap.add_argument("--winner", action="store_true",
+                    help="export only the run's winner: results.json's, else the highest best validation accuracy")
     ap.add_argument("--opset", type=int, default=13, help="ONNX opset, 13 or newer (default 13)")
     ap.add_argument("--force", action="store_true", help="export again even when the checkpoint has not changed")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="where the checks and timings run")
@@ -35,6 +40,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--opset must be 13 or newer")
     if args.threads is not None and args.threads < 1:
         ap.error("--threads must be at least 1")
+    if args.winner and args.optimizers:
+        ap.error("--winner and --optimizers choose the models in two ways; give one of them")
     return args
 
 
@@ -43,13 +50,14 @@ def _f(x, fmt: str) -> str:
 
 
 def print_table(report: exporter.Report) -> None:
-    head = ("optimizer", "paddle acc", "onnx acc", "max|Δprob|", "dygraph b1 ms", "paddle b1 ms", "onnx b1 ms", "status")
+    head = ("optimizer", "best val acc", "paddle test acc", "onnx test acc", "max|Δprob|", "dygraph b1 ms", "paddle b1 ms",
+            "onnx b1 ms", "status")
     lines = [head]
     for r in report.rows:
         e = r.entry
         acc, lat, diff = e.get("test_acc", {}), e.get("latency_ms", {}), e.get("max_abs_diff", {})
         status = e["status"] + (" (unchanged, not exported again)" if r.action == "unchanged" else "")
-        lines.append((r.name, _f(acc.get("paddle"), ".4f"), _f(acc.get("onnx"), ".4f"),
+        lines.append((r.name, pct(e.get("best_val_acc")), pct(acc.get("paddle")), pct(acc.get("onnx")),
                       _f(max(diff.values()) if diff else None, ".1e"), _f(lat.get("dygraph_b1"), ".2f"),
                       _f(lat.get("paddle_b1"), ".2f"), _f(lat.get("onnx_b1"), ".2f"), status))
     widths = [max(len(row[i]) for row in lines) for i in range(len(head) - 1)]
@@ -63,7 +71,7 @@ def main(argv=None) -> int:
         device = backends.choose_device(args.device, args.threads)
         run_dir = args.run or exporter.newest_run(args.runs)
         opts = [o.strip() for o in args.optimizers.split(",") if o.strip()] if args.optimizers else None
-        report = exporter.export_run(run_dir, opts, args.opset, args.force, device, args.data)
+        report = exporter.export_run(run_dir, opts, args.opset, args.force, device, args.data, winner_only=args.winner)
     except (exporter.RunError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -73,6 +81,11 @@ def main(argv=None) -> int:
     d = report.manifest.get("device", {})
     shown = os.path.relpath(report.manifest_path)
     shown = report.manifest_path if shown.startswith("..") else shown
+    m = report.manifest
+    if m.get("winner"):
+        print(f"winner: {m['winner']} (chosen by {m.get('winner_chosen_by')})")
+    if (m.get("dataset") or {}).get("synthetic"):
+        print("note: this run was trained on SYNTHETIC pictures (not insects); the demo says so on its page")
     print(f"manifest: {shown}  (paddle on {d.get('paddle')}, onnx on {d.get('onnx')})")
     if report.failed:
         print(f"{len(report.failed)} of {len(report.rows)} models failed", file=sys.stderr)

@@ -3,16 +3,23 @@
     python serve/app.py                                   # newest run's manifest, http://127.0.0.1:7860
     python serve/app.py --manifest runs/hym/export/manifest.json --port 7861 --backend onnx
 
-Reads one export manifest.json only (serve/manifest.py) and serves its models with ONNX Runtime or
-Paddle Inference (serve/engines.py); the page and its API are in serve/ui.py. API, with gradio_client:
-`classify(image, model_name[, backend])` and `compare_all(image[, backend])`.
+Reads one export manifest.json and only the files it names inside its own folder (serve/manifest.py);
+serves its models with ONNX Runtime or Paddle Inference (serve/engines.py); the page and its API are in
+serve/ui.py. API, with gradio_client: `classify(image, model_name[, backend])` and `compare_all(image[, backend])`.
+Every request body is limited (serve/bodylimit.py); Gradio's temporary files live in a folder of the
+demo's own, removed on exit; SIGTERM and Ctrl+C stop it cleanly.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import re
+import shutil
+import signal
 import sys
+import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -21,6 +28,16 @@ sys.path.insert(0, ROOT)
 import models  # noqa: E402,F401  (first: quiets Paddle)
 from serve.engines import BACKENDS, Engines, cpu_threads  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
+
+UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}  # as Gradio reads --max-file-size: 20mb = 20 MiB
+
+
+def size_arg(text: str) -> int:
+    """'20mb' -> 20971520 (argparse type)."""
+    found = re.fullmatch(r"\s*(\d+)\s*([kmg]?b)\s*", text.lower())
+    if not found:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 512kb, 1mb or 20mb")
+    return int(found[1]) * UNITS[found[2]]
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -32,8 +49,22 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--concurrency", type=int, default=min(4, os.cpu_count() or 1),
                    help="requests computed at the same time; more wait in the queue (default: min(4, cores))")
-    p.add_argument("--max-file-size", default="20mb", help="upload size limit (default 20mb)")
+    p.add_argument("--max-file-size", type=size_arg, default="20mb", help="upload size limit (default 20mb)")
+    p.add_argument("--max-body-size", type=size_arg, default="1mb",
+                   help="limit of every other request body, answered 413 before it is read (default 1mb)")
     return p.parse_args(argv)
+
+
+def stop_on_signals() -> threading.Event:
+    """An event set by SIGTERM or SIGINT (Ctrl+C), in place of Paddle's C++ handlers (which print a
+    'FatalError: Termination signal' block and abort) and Python's KeyboardInterrupt."""
+    import paddle
+
+    paddle.disable_signal_handler()
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
 
 
 def main(argv=None) -> int:
@@ -44,8 +75,25 @@ def main(argv=None) -> int:
     except ManifestError as e:
         print(f"serve/app.py: {e}", file=sys.stderr)
         return 2
-    from gradio.utils import get_upload_folder  # gradio takes seconds to import: only once there is a manifest
+    for line in manifest.refused:
+        print(f"serve/app.py: {line}", file=sys.stderr)
+    stop = stop_on_signals()
+    # Gradio's uploads and its copies of the files it shows go to a folder of the demo's own (read by Gradio
+    # at import): it never serves another app's cached files, and the folder goes when the demo stops.
+    temp = tempfile.mkdtemp(prefix="insect-demo-")
+    os.environ["GRADIO_TEMP_DIR"] = temp
+    os.environ["GRADIO_EXAMPLES_CACHE"] = os.path.join(temp, "examples")
+    try:
+        return serve(args, manifest, stop, temp, t0)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
+
+def serve(args, manifest, stop: threading.Event, temp: str, t0: float) -> int:
+    from gradio.utils import get_upload_folder  # gradio takes seconds to import: only once there is a manifest
+    from starlette.middleware import Middleware
+
+    from serve.bodylimit import BodyLimit
     from serve.ui import Demo, build
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per internal HTTP request otherwise
@@ -54,16 +102,24 @@ def main(argv=None) -> int:
     page = build(Demo(manifest, engines, get_upload_folder()), args.backend)
     # Unbounded queue: a burst waits rather than being refused; `concurrency` requests compute at once.
     page.queue(default_concurrency_limit=concurrency, max_size=None)
+    if stop.is_set():
+        return 0
+    limit = Middleware(BodyLimit, limit=args.max_body_size, upload_limit=args.max_file_size)
     try:
         page.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
-                    show_error=False, quiet=True, ssr_mode=False, prevent_thread_lock=True, footer_links=["api"])
+                    show_error=False, quiet=True, ssr_mode=False, prevent_thread_lock=True, footer_links=["api"],
+                    app_kwargs={"middleware": [limit]})
     except OSError as e:  # port taken, address not on this machine
         print(f"serve/app.py: cannot listen on {args.host}:{args.port} ({str(e).split('.')[0]}); "
               "pick another --port", file=sys.stderr)
         return 2
     print(f"Serving {len(manifest.models)} models of run {manifest.run} ({manifest.path}) "
-          f"at http://{args.host}:{args.port}, ready in {time.perf_counter() - t0:.1f} s", flush=True)
-    page.block_thread()  # until Ctrl+C
+          f"at http://{args.host}:{args.port}, ready in {time.perf_counter() - t0:.1f} s; "
+          f"temporary files in {temp} (removed on exit)", flush=True)
+    while not stop.wait(0.5) and page.is_running:
+        pass
+    page.close(verbose=False)
+    print("Stopped.", flush=True)
     return 0
 
 

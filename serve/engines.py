@@ -41,12 +41,15 @@ class Engines:
             self._device = inference.choose_device("auto", self.threads)  # GPU when usable, else CPU
         return self._device
 
-    def device(self, backend: str) -> str:
-        """Where `backend` runs, in words, e.g. 'CPU (CPUExecutionProvider)' or 'GPU 0'."""
+    def where(self, backend: str) -> str:
+        """Where `backend` runs, in plain words: 'CPU, ONNX Runtime' or 'GPU 0, Paddle Inference'."""
         d = self._where()
         if backend == "onnx":
-            return f"{'GPU' if d.onnx == inference.CUDA_EP else 'CPU'} ({d.onnx})"
-        return f"GPU {d.paddle.split(':')[1]}" if d.paddle.startswith("gpu") else "CPU"
+            taken = [r.provider for r in self._onnx.values()][:1] or [d.onnx]  # CUDA can fall back to CPU
+            place = "GPU 0" if taken[0] == inference.CUDA_EP else "CPU"
+        else:
+            place = f"GPU {d.paddle.split(':')[1]}" if d.paddle.startswith("gpu") else "CPU"
+        return f"{place}, {BACKENDS[backend]}"
 
     # -- sessions (models.inference, the same runners export proved the files with) ---------------
     def _onnx_runner(self, name: str) -> inference.OnnxRunner:

@@ -1,8 +1,9 @@
-"""Read an export manifest.json (written by export/to_onnx.py) for the demo, and nothing else.
+"""Read an export manifest.json (written by export/to_onnx.py) for the demo and serve/predict.py.
 
-Every path in a manifest is relative to its folder. Model files must stay inside that export folder
-(after resolving links); the example photos and the leaderboard files may sit elsewhere (the dataset,
-the run folder) because the manifest names them. Nothing outside this list is ever opened.
+Every file the manifest names — models, leaderboard markdown, plots, the winner's mistakes, examples —
+must resolve (links followed) to a file inside the manifest's own folder. An entry that does not is
+refused: it is never opened, never handed to Gradio, and `Manifest.refused` holds one line saying so
+(the demo prints them once at start). Nothing else on disk is ever opened.
 """
 from __future__ import annotations
 
@@ -15,10 +16,15 @@ import models
 
 FORMAT = 2
 RUN_FIRST = "Run these two commands first:\n  python train/run_all.py\n  python export/to_onnx.py"
+MAX_MARKDOWN = 1 << 20  # leaderboard.md is a table; read at most 1 MiB of it
 
 
 class ManifestError(RuntimeError):
     """The manifest is missing or unusable; the message says what to do (no traceback for users)."""
+
+
+class Refused(ValueError):
+    """One named file is outside the export folder or missing; the message is the refusal line."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,8 @@ class ModelEntry:
     paddle_params: str
     test_acc: dict  # {"trained": x, "paddle": x, "onnx": x}
     test_images: int
+    best_val_acc: float | None = None  # what the run's winner is chosen on
+    best_epoch: int | None = None
 
     def accuracy(self, backend: str | None = None) -> float | None:
         """Test accuracy measured on the exported files for `backend`, else the trained checkpoint's."""
@@ -45,11 +53,21 @@ class Manifest:
     size: int
     preprocessing: models.Preprocessing
     input_name: str
-    models: dict[str, ModelEntry]  # servable ones, best test accuracy first
+    models: dict[str, ModelEntry]  # servable ones, best validation accuracy first (ties: run order)
+    winner: str  # the servable model to offer first: the run's winner, else the best on validation
+    winner_note: str = ""  # set when the run's winner is not among the servable models
+    run_winner: str | None = None  # the winner the manifest names (chosen on validation by export/training)
+    dataset: dict = field(default_factory=dict)  # {"name": str, "synthetic": bool}
     unavailable: dict[str, str] = field(default_factory=dict)  # name -> reason
     examples: list[str] = field(default_factory=list)
     leaderboard_md: str = ""
     plots: list[str] = field(default_factory=list)
+    mistakes: str | None = None  # the winner's misclassified test images (one PNG)
+    refused: list[str] = field(default_factory=list)  # one line per manifest entry not used
+
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.dataset.get("synthetic"))
 
 
 def newest(runs_dir: str) -> str:
@@ -60,29 +78,40 @@ def newest(runs_dir: str) -> str:
     return max(found, key=os.path.getmtime)
 
 
-def _inside(folder: str, rel: str, what: str) -> str:
-    """Resolve `rel` against `folder`; refuse anything that escapes it or is not a file."""
+def inside(folder: str, rel, what: str) -> str:
+    """The real path of `rel` (relative to `folder`) if it is a file inside `folder` after following links;
+    else Refused with the line to show."""
     if not isinstance(rel, str) or not rel:
-        raise ManifestError(f"manifest: {what} has no file name")
+        raise Refused(f"refused {what}: no file name")
     path = os.path.realpath(os.path.join(folder, rel))
     if os.path.commonpath([path, folder]) != folder:
-        raise ManifestError(f"manifest: {what} {rel!r} points outside the export folder; refusing to load it")
+        raise Refused(f"refused {what} {rel!r}: outside the export folder {folder} (links followed); not opened")
     if not os.path.isfile(path):
-        raise ManifestError(f"manifest: {what} {rel!r} is missing")
+        raise Refused(f"refused {what} {rel!r}: no such file in the export folder")
     return path
 
 
-def _named_file(folder: str, rel) -> str | None:
-    """A file the manifest names outside the model list (example, leaderboard): its path if it exists."""
-    if not isinstance(rel, str) or not rel:
-        return None
-    path = os.path.realpath(os.path.join(folder, rel))
-    return path if os.path.isfile(path) else None
+def _files(folder: str, rels, what: str, refused: list) -> list[str]:
+    """The entries of `rels` that are files inside `folder`; one line in `refused` per other entry."""
+    out = []
+    for rel in rels if isinstance(rels, list) else [rels] if rels else []:
+        try:
+            out.append(inside(folder, rel, what))
+        except Refused as e:
+            hint = " (older exports named the run folder's files: rerun python export/to_onnx.py)" \
+                if isinstance(rel, str) and rel.startswith("../") and what != "example" else ""
+            refused.append(f"{e}{hint}")
+    return out
+
+
+def _val_rank(entries: dict, order: list) -> list:
+    """Names, best validation accuracy first; ties and unknown accuracies keep the run's order."""
+    return sorted(order, key=lambda n: -(entries[n].best_val_acc if entries[n].best_val_acc is not None else -1.0))
 
 
 def load(path: str) -> Manifest:
-    """Parse and check a manifest; models whose status is not "ok" or whose files are missing are
-    listed in `unavailable` with the reason instead of failing the whole demo."""
+    """Parse and check a manifest; models whose status is not "ok" or whose files are missing or outside
+    are listed in `unavailable` with the reason instead of failing the whole demo."""
     if not os.path.isfile(path):
         raise ManifestError(f"manifest not found: {path}\n{RUN_FIRST}")
     try:
@@ -93,49 +122,68 @@ def load(path: str) -> Manifest:
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ManifestError(f"{path}: unknown manifest format {m.get('format') if isinstance(m, dict) else None!r} "
                             f"(this demo reads format {FORMAT}); rerun python export/to_onnx.py")
-    folder = os.path.realpath(os.path.dirname(os.path.abspath(path)))
+    folder = os.path.dirname(os.path.realpath(path))
     try:
         classes, input_name, entries = tuple(m["classes"]), m["input"]["name"], m["models"]
+        entries.items()
         spec = models.Preprocessing.from_dict(m["preprocessing"])
         ours = models.preprocessing(m["model"], spec.size)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ManifestError(f"{path}: manifest lacks or garbles {e}; rerun python export/to_onnx.py") from None
     if spec != ours:
         raise ManifestError(f"{path}: exported with a different preprocessing than this checkout's for {m['model']}; "
                             "rerun python export/to_onnx.py with this checkout")
 
-    servable, unavailable = {}, {}
+    servable, unavailable, refused = {}, {}, []
     for name, e in entries.items():
         status = e.get("status", "missing status") if isinstance(e, dict) else "malformed entry"
         if status != "ok":
             unavailable[name] = status
             continue
         try:
+            paddle_files = e.get("paddle") if isinstance(e.get("paddle"), dict) else {}
+            val = e.get("best_val_acc")
             servable[name] = ModelEntry(
                 name=name,
-                onnx=_inside(folder, e.get("onnx"), f"{name} ONNX model"),
-                paddle_model=_inside(folder, (e.get("paddle") or {}).get("model"), f"{name} Paddle model"),
-                paddle_params=_inside(folder, (e.get("paddle") or {}).get("params"), f"{name} Paddle params"),
+                onnx=inside(folder, e.get("onnx"), f"{name} ONNX model"),
+                paddle_model=inside(folder, paddle_files.get("model"), f"{name} Paddle model"),
+                paddle_params=inside(folder, paddle_files.get("params"), f"{name} Paddle params"),
                 test_acc=dict(e.get("test_acc") or {}),
-                test_images=int(e.get("test_images") or 0))
-        except ManifestError as err:
-            unavailable[name] = str(err).removeprefix("manifest: ")
+                test_images=int(e.get("test_images") or 0),
+                best_val_acc=float(val) if isinstance(val, (int, float)) else None,
+                best_epoch=e.get("best_epoch"))
+        except Refused as err:
+            unavailable[name] = str(err).removeprefix("refused ")
+            refused.append(f"{err}; model {name} not served")
     if not servable:
         detail = "; ".join(f"{k}: {v}" for k, v in unavailable.items()) or "it lists no models"
         raise ManifestError(f"{path}: no servable model ({detail}); rerun python export/to_onnx.py")
-    ranked = sorted(servable.values(), key=lambda s: -(s.accuracy() or 0.0))
+    ranked = _val_rank(servable, list(servable))
 
-    board = m.get("leaderboard") or {}
-    md_path = _named_file(folder, board.get("markdown"))
+    named, note = m.get("winner"), ""
+    if isinstance(named, str) and named in servable:
+        winner = named
+    else:
+        winner = ranked[0]
+        if isinstance(named, str) and named:
+            why = unavailable.get(named, "not exported")
+            note = f"The run's winner, {named}, is not served here ({why}); {winner} is the best on validation of those that are."
+
+    board = m.get("leaderboard") if isinstance(m.get("leaderboard"), dict) else {}
     leaderboard_md = ""
-    if md_path:
+    for md_path in _files(folder, board.get("markdown"), "leaderboard markdown", refused)[:1]:
         with open(md_path, encoding="utf-8", errors="replace") as f:
-            leaderboard_md = f.read()
+            leaderboard_md = f.read(MAX_MARKDOWN)
+    dataset = m.get("dataset") if isinstance(m.get("dataset"), dict) else {}
     return Manifest(
         path=os.path.abspath(path), folder=folder,
-        run=os.path.basename(os.path.realpath(os.path.join(folder, str(m.get("run") or "..")))),  # "run": the run folder
-        classes=classes, size=spec.size, preprocessing=spec, input_name=input_name, models={s.name: s for s in ranked},
+        run=os.path.basename(os.path.realpath(os.path.join(folder, str(m.get("run") or "..")))),  # a name only, never opened
+        classes=classes, size=spec.size, preprocessing=spec, input_name=input_name, models={n: servable[n] for n in ranked},
+        winner=winner, winner_note=note, run_winner=named if isinstance(named, str) and named else None,
+        dataset={"name": str(dataset.get("name") or ""), "synthetic": dataset.get("synthetic") is True},
         unavailable=unavailable,
-        examples=[p for p in (_named_file(folder, r) for r in m.get("examples") or []) if p],
+        examples=_files(folder, m.get("examples") or [], "example", refused),
         leaderboard_md=leaderboard_md,
-        plots=[p for p in (_named_file(folder, r) for r in board.get("plots") or []) if p])
+        plots=_files(folder, board.get("plots") or [], "plot", refused),
+        mistakes=next(iter(_files(folder, board.get("mistakes"), "mistakes image", refused)), None),
+        refused=refused)

@@ -1,9 +1,10 @@
 """The demo's page and API: `classify` (one model) and `compare_all` (every model) over one manifest.
 
 Both receive the upload's file record, not decoded pixels (`preprocess=False`), and hand its path to
-the model's `models.Preprocessing`, so decoding, EXIF rotation and the decompression-bomb guard are the shared code's
-and the answer equals the exported model's for that file. User errors become one-line messages on
-the page (`gr.Error`), which gradio_client callers receive as `AppError`.
+serve/decode.py (the model's `models.Preprocessing`, large images gated), so decoding, EXIF rotation and
+the decompression-bomb guard are the shared code's and the answer equals the exported model's for that
+file. User errors become one-line messages on the page (`gr.Error`), which gradio_client callers
+receive as `AppError`. Every percentage is written by serve/text.py's `pct`.
 """
 from __future__ import annotations
 
@@ -13,19 +14,24 @@ import time
 import gradio as gr
 
 import models
+from serve import decode
 from serve.engines import BACKENDS, Engines
-from serve.manifest import Manifest
+from serve.manifest import Manifest, ModelEntry
+from serve.text import SYNTHETIC, knows, pct
 
-HEADERS = ["optimizer", "predicted class", "confidence (%)", "test accuracy (%)", "latency (ms)"]
-
-
-def _pct(x) -> str:
-    return "n/a" if x is None else f"{100 * x:.1f}%"
+HEADERS = ["optimizer", "predicted class", "model confidence", "best val accuracy", "test accuracy", "latency (ms)"]
+CONFIDENCE = "model confidence: the model's own score for each class, not the chance that it is right"
 
 
 def _error(message: str) -> gr.Error:
     """A one-line message shown on the page until closed; no server traceback for user errors."""
     return gr.Error(message, duration=None, print_exception=False)
+
+
+def choice_label(m: Manifest, e: ModelEntry) -> str:
+    """How a model is listed: its validation accuracy (what the winner is chosen on), test accuracy beside."""
+    mark = " · the run's winner" if e.name == m.run_winner else " · best on validation" if e.name == m.winner else ""
+    return f"{e.name}: val {pct(e.best_val_acc)}, test {pct(e.accuracy())}{mark}"
 
 
 class Demo:
@@ -35,12 +41,12 @@ class Demo:
         self.m, self.engines, self.upload_dir = manifest, engines, os.path.realpath(upload_dir)
 
     def where(self, backend: str) -> str:
-        return f"{BACKENDS[backend]} on {self.engines.device(backend)}"
+        return self.engines.where(backend)
 
     def _input(self, image, backend: str):
         """The upload's file record -> (1, 3, S, S) float32 batch from the model's preprocessing, and seconds taken.
 
-        Only files in Gradio's upload folder are read: a server path written into a request is refused
+        Only files in the demo's upload folder are read: a server path written into a request is refused
         (Gradio refuses it first; this is the second lock).
         """
         if backend not in BACKENDS:
@@ -53,7 +59,7 @@ class Demo:
             raise _error("Only uploaded files are classified: send the image as a file upload.")
         t = time.perf_counter()
         try:
-            x = self.m.preprocessing(real)[None]
+            x = decode.preprocess(real, self.m.preprocessing)[None]
         except models.ImageError as e:
             raise _error(f"Cannot classify this file: {e}") from None
         return x, time.perf_counter() - t
@@ -66,60 +72,76 @@ class Demo:
             raise _error(f"{BACKENDS[backend]} could not run {name}: {first}") from None
 
     def classify(self, image, model_name: str, backend: str = "onnx"):
-        """One photo, one model -> ({class: probability}, markdown: test accuracy, backend/device, time)."""
+        """One photo, one model -> ({class: model confidence}, markdown: the answer with what it means)."""
         entry = self.m.models.get(model_name)
         if entry is None:
             raise _error(f"Unknown model {model_name!r}: choose one of {', '.join(self.m.models)}.")
         x, t_pre = self._input(image, backend)
         probs, t_model = self._run(backend, model_name, x)
         confidences = {c: float(p) for c, p in zip(self.m.classes, probs[0])}
-        info = (f"**{model_name}**: test accuracy **{_pct(entry.accuracy(backend))}** "
-                f"({entry.test_images} test images, measured on the exported model)  \n"
-                f"Ran with **{self.where(backend)}** in **{1000 * (t_pre + t_model):.1f} ms** "
-                f"(preprocess {1000 * t_pre:.1f} ms + model {1000 * t_model:.1f} ms)")
-        return confidences, info
+        ranked = sorted(confidences.items(), key=lambda kv: -kv[1])
+        lines = [f"## {ranked[0][0]}", "", "| class | model confidence |", "|---|---|"]
+        lines += [f"| {c} | {pct(p)} |" for c, p in ranked]
+        lines += ["", f"*{CONFIDENCE}.*  ", knows(self.m.classes), ""]
+        if self.m.synthetic:
+            lines += [f"**{SYNTHETIC}**", ""]
+        winner = " (the run's winner)" if model_name == self.m.run_winner else ""
+        lines += [f"**{model_name}**{winner}: best validation accuracy **{pct(entry.best_val_acc)}**, "
+                  f"test accuracy **{pct(entry.accuracy(backend))}** on {entry.test_images} test images "
+                  f"(measured on the exported model)  ",
+                  f"Ran on **{self.where(backend)}** in **{1000 * (t_pre + t_model):.1f} ms** "
+                  f"(preprocess {1000 * t_pre:.1f} ms + model {1000 * t_model:.1f} ms)"]
+        return confidences, "\n".join(lines)
 
     def compare_all(self, image, backend: str = "onnx"):
-        """One photo through every model -> (rows of HEADERS, markdown summary)."""
+        """One photo through every model (best on validation first) -> (rows of HEADERS, markdown summary)."""
         x, t_pre = self._input(image, backend)
         rows, votes = [], {}
         for name, entry in self.m.models.items():
             probs, secs = self._run(backend, name, x)
             k = int(probs[0].argmax())
-            acc = entry.accuracy(backend)
-            rows.append([name, self.m.classes[k], round(100 * float(probs[0][k]), 2),
-                         None if acc is None else round(100 * acc, 2), round(1000 * secs, 2)])
+            rows.append([name, self.m.classes[k], pct(float(probs[0][k])), pct(entry.best_val_acc),
+                         pct(entry.accuracy(backend)), round(1000 * secs, 2)])
             votes[self.m.classes[k]] = votes.get(self.m.classes[k], 0) + 1
         top = max(votes, key=votes.get)
-        info = (f"{votes[top]} of {len(rows)} models say **{top}**. {self.where(backend)}; "
-                f"preprocessing once: {1000 * t_pre:.1f} ms.")
+        info = (f"{votes[top]} of {len(rows)} models say **{top}**. {knows(self.m.classes)}  \n"
+                f"Ran on {self.where(backend)}; preprocessing once: {1000 * t_pre:.1f} ms.")
         return rows, info
 
 
 def build(demo: Demo, backend: str) -> gr.Blocks:
     """The page: a Classify tab (with Compare all and the examples) and a Leaderboard tab."""
     m = demo.m
-    choices = [(f"{name} (test acc {_pct(e.accuracy())})", name) for name, e in m.models.items()]
+    choices = [(choice_label(m, e), name) for name, e in m.models.items()]
     devices = " · ".join(demo.where(b) for b in BACKENDS)
     with gr.Blocks(title="Which optimizer? Insect classifier", analytics_enabled=False) as page:
-        gr.Markdown(f"# Which optimizer? {' / '.join(m.classes)}\nRun **{m.run}**: one network trained once per optimizer. "
-                    f"Pick a model and upload a photo, or compare all models at once.  \nDevices: {devices}")
-        if m.unavailable:
-            gr.Markdown("Not served: " + "; ".join(f"{k} ({v})" for k, v in m.unavailable.items()))
+        if m.synthetic:
+            gr.Markdown(f"> ⚠️ **{SYNTHETIC}**", elem_id="synthetic-banner")
+        gr.Markdown(f"# Which optimizer? {' / '.join(m.classes)}\nRun **{m.run}**: one network trained once per optimizer; "
+                    f"the models are listed best on **validation** first (the test split never chooses). "
+                    f"Pick a model and upload a photo, or compare all models at once.  \n{knows(m.classes)}  \n"
+                    f"Runs on: {devices}")
+        notes = ([m.winner_note] if m.winner_note else []) + \
+            (["Not served: " + "; ".join(f"{k} ({v})" for k, v in m.unavailable.items())] if m.unavailable else [])
+        if notes:
+            gr.Markdown("  \n".join(notes))
         with gr.Tab("Classify"):
             with gr.Row():
                 with gr.Column():
                     image = gr.Image(type="filepath", image_mode=None, sources=["upload", "clipboard"], height=360,
                                      label="Photo", elem_id="photo")
-                    model = gr.Dropdown(choices, value=choices[0][1], label="Model (optimizer, test accuracy)")
+                    model = gr.Dropdown(choices, value=m.winner, elem_id="model",
+                                        label="Model (optimizer: best validation accuracy, test accuracy)")
                     engine = gr.Radio([(v, k) for k, v in BACKENDS.items()], value=backend, label="Backend")
                     with gr.Row():
                         classify_btn = gr.Button("Classify", variant="primary", elem_id="classify")
                         compare_btn = gr.Button("Compare all models", elem_id="compare")
                 with gr.Column():
-                    label = gr.Label(num_top_classes=len(m.classes), label="Prediction", elem_id="prediction")
-                    info = gr.Markdown(elem_id="info")
-            table = gr.Dataframe(headers=HEADERS, datatype=["str", "str", "number", "number", "number"],
+                    # The API's first output (exact model confidences for gradio_client); the page shows `info`,
+                    # whose percentages have the one format of serve/text.py (gr.Label rounds to whole percents).
+                    label = gr.Label(num_top_classes=len(m.classes), label="Model confidence", visible=False)
+                    info = gr.Markdown(knows(m.classes), elem_id="prediction")
+            table = gr.Dataframe(headers=HEADERS, datatype=["str"] * 5 + ["number"],
                                  interactive=False, label="All models on this photo", elem_id="compare-table")
             compare_info = gr.Markdown()
             if m.examples:
@@ -129,6 +151,9 @@ def build(demo: Demo, backend: str) -> gr.Blocks:
             gr.Markdown(m.leaderboard_md or "The run's leaderboard.md is not available.")
             for plot in m.plots:
                 gr.Image(plot, label=os.path.basename(plot), interactive=False, type="filepath")
+            if m.mistakes:
+                gr.Image(m.mistakes, interactive=False, type="filepath", elem_id="mistakes",
+                         label=f"Test images the run's winner ({m.run_winner or m.winner}) got wrong")
 
         gr.on([classify_btn.click, image.upload], demo.classify, inputs=[image, model, engine],
               outputs=[label, info], api_name="classify", preprocess=False)

@@ -58,6 +58,16 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
     assert m["input"]["shape"] == [-1, 3, S, S] and m["output"]["shape"] == [-1, C]
     assert m["device"]["paddle"] == "cpu" and m["device"]["onnx"] == "CPUExecutionProvider"
     assert list(m["models"]) == ["sgd", "adam"]
+    # training named the winner on validation accuracy; export copies it
+    with open(os.path.join(tiny_run, "results.json"), encoding="utf-8") as f:
+        assert m["winner"] == json.load(f)["winner"] in ("sgd", "adam")
+    assert m["winner_chosen_by"].startswith("results.json (training: best validation accuracy)")
+    assert m["dataset"] == {"name": os.path.basename(config["data"]["root"].rstrip("/")), "synthetic": False}
+    assert m["leaderboard"]["markdown"] == "board/leaderboard.md" and m["leaderboard"]["mistakes"] == "board/mistakes.png"
+    assert set(m["leaderboard"]["plots"]) == {"board/compare.png", "board/leaderboard.png", "board/confusion.png"}
+    for name in ("leaderboard.md", "compare.png", "leaderboard.png", "confusion.png", "mistakes.png"):
+        with open(os.path.join(tiny_run, name), "rb") as a, open(os.path.join(tiny_export, "board", name), "rb") as b:
+            assert a.read() == b.read()
 
     # The test split the export must have used: the dataset's test images minus those training skipped.
     skipped = {s["path"] for s in config["data"]["skipped"]}
@@ -101,12 +111,15 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
 
 def test_manifest_paths_are_relative_and_resolve(tiny_export):
     m = manifest_of(tiny_export)
-    paths = [m["run"], *m["examples"], m["leaderboard"]["markdown"], *m["leaderboard"]["plots"]]
+    paths = [*m["examples"], m["leaderboard"]["markdown"], *m["leaderboard"]["plots"]]
     for e in m["models"].values():
         paths += [e["onnx"], e["paddle"]["model"], e["paddle"]["params"]]
-    for p in paths:
+    assert m["run"] == ".." and os.path.isdir(os.path.join(tiny_export, m["run"]))
+    folder = os.path.realpath(tiny_export)
+    for p in paths:  # every file the demo opens lies inside the export folder (it refuses anything else)
         assert p and not os.path.isabs(p) and "\\" not in p, p
-        assert os.path.exists(os.path.join(tiny_export, p)), p
+        assert os.path.isfile(os.path.join(tiny_export, p)), p
+        assert os.path.commonpath([os.path.realpath(os.path.join(tiny_export, p)), folder]) == folder, p
     # Examples live inside the export folder, so a copied run folder still has them.
     assert all(os.path.normpath(p).split(os.sep)[0] == "examples" for p in m["examples"])
 
@@ -228,3 +241,62 @@ def test_bench_prints_ratios(tiny_export, tiny_run, tmp_path):
         assert needle in p.stdout, p.stdout
     ratio = float(p.stdout.split("ONNX Runtime b1 latency / dygraph")[1].split("=")[1].split()[0])
     assert ratio > 0
+
+
+def test_winner_only_synthetic_run_with_mistakes(tiny_run, tmp_path):
+    """results.json names adam the winner; the run was trained on synthetic pictures and has confusion and
+    mistakes images: --winner exports adam alone, the manifest says who won and why, that the data was
+    synthetic, and copies every leaderboard file into export/board/; the table uses percentages."""
+    from PIL import Image
+
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=False)
+    with open(os.path.join(run, "results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    results["winner"] = "adam"
+    with open(os.path.join(run, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    with open(os.path.join(run, "config.json"), encoding="utf-8") as f:
+        config = json.load(f)
+    config["data"]["layout"] = "synthetic"
+    with open(os.path.join(run, "config.json"), "w", encoding="utf-8") as f:
+        json.dump(config, f)
+    for name in ("confusion.png", "mistakes.png"):  # stand-ins for what training draws
+        Image.new("RGB", (30, 20), (10, 200, 10)).save(os.path.join(run, name))
+
+    p = run_cli("export/to_onnx.py", "--run", run, "--winner")
+    export = os.path.join(run, "export")
+    m = manifest_of(export)
+    assert list(m["models"]) == ["adam"] and not os.path.exists(os.path.join(export, "sgd"))
+    assert m["winner"] == "adam" and m["winner_chosen_by"].startswith("results.json")
+    assert m["dataset"]["synthetic"] is True
+    assert m["leaderboard"] == {"markdown": "board/leaderboard.md",
+                                "plots": ["board/compare.png", "board/leaderboard.png", "board/confusion.png"],
+                                "mistakes": "board/mistakes.png"}
+    assert sorted(os.listdir(os.path.join(export, "board"))) == sorted(
+        ["leaderboard.md", "compare.png", "leaderboard.png", "confusion.png", "mistakes.png"])
+    row = next(ln for ln in p.stdout.splitlines() if ln.startswith("adam"))
+    assert row.split()[1:4] == ["100.0%", "100.0%", "100.0%"], row
+    assert "winner: adam (chosen by results.json" in p.stdout and "SYNTHETIC" in p.stdout
+    p = run_cli("export/to_onnx.py", "--run", run, "--winner", "--optimizers", "sgd", check=False)
+    assert p.returncode == 2 and "--winner and --optimizers" in p.stderr
+
+
+def test_winner_is_chosen_on_validation_never_test(tiny_run, tmp_path):
+    """Without a winner in results.json: the highest best validation accuracy wins, whatever the test
+    accuracy says (here adam: better on validation, worse on test)."""
+    from export.exporter import choose_winner
+
+    assert choose_winner({"sgd": 0.8, "adam": 0.8, "lion": 0.7}) == "sgd"  # a tie: the earlier in the run's order
+    assert choose_winner({"sgd": None, "adam": 0.5}) == "adam" and choose_winner({"sgd": None}) is None
+
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=False)
+    with open(os.path.join(run, "results.json"), encoding="utf-8") as f:
+        results = json.load(f)
+    results.pop("winner", None)
+    results["optimizers"]["sgd"].update(best_val_acc=0.5, test_acc=0.99)
+    results["optimizers"]["adam"].update(best_val_acc=0.9, test_acc=0.1)
+    with open(os.path.join(run, "results.json"), "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    run_cli("export/to_onnx.py", "--run", run, "--winner")
+    m = manifest_of(os.path.join(run, "export"))
+    assert list(m["models"]) == ["adam"] and m["winner"] == "adam"

@@ -1,0 +1,136 @@
+"""Classify photos from the command line with an exported model: the demo's answer, without the page.
+
+    python serve/predict.py bee.jpg photos/                  # the newest run's winner; folders are walked
+    python serve/predict.py bee.jpg --all --top-k 2          # every model of the run, best on validation first
+    python serve/predict.py photos/ --model adam --backend paddle --json
+
+Same manifest reading (serve/manifest.py), same preprocessing (serve/decode.py: the manifest's `models.Preprocessing`) and
+same runners (serve/engines.py: `models.inference`) as serve/app.py, one photo at a time as the page
+does, so the probabilities equal the page's /classify for the same file and model. Default model: the
+run's winner (chosen on validation accuracy). Exit status: 0 when every photo was classified, 1 when
+some could not be read (one line each on stderr; the others are still classified), 2 for usage errors.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import models  # noqa: E402  (first: quiets Paddle)
+from serve import decode  # noqa: E402
+from serve.engines import BACKENDS, Engines  # noqa: E402
+from serve.manifest import ManifestError, load, newest  # noqa: E402
+from serve.text import SYNTHETIC, knows, pct  # noqa: E402
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, or folders (walked for image files)")
+    p.add_argument("--manifest", help="export manifest.json (default: the newest under runs/, like the demo)")
+    p.add_argument("--runs", default=os.path.join(ROOT, "runs"), help="where to look for the newest run (default: runs/)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--model", help="optimizer whose model to use (default: the run's winner)")
+    which.add_argument("--all", action="store_true", help="every servable model, best on validation first")
+    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnx", help="default onnx (ONNX Runtime)")
+    p.add_argument("--top-k", type=int, default=1, help="classes shown per photo, most confident first (default 1)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
+    args = p.parse_args(argv)
+    if args.top_k < 1:
+        p.error("--top-k must be at least 1")
+    return args
+
+
+def photo_files(paths: list) -> tuple[list, list]:
+    """(files to classify, [(path, reason)] for paths that are neither files nor folders with photos).
+    Folders are walked in name order for files with an image extension PIL knows; files named on the
+    command line are always tried."""
+    from PIL import Image
+
+    exts = {e.lower() for e in Image.registered_extensions()}
+    files, bad = [], []
+    for path in paths:
+        if os.path.isdir(path):
+            found = [os.path.join(d, f) for d, subdirs, names in sorted(os.walk(path)) for f in sorted(names)
+                     if os.path.splitext(f)[1].lower() in exts]
+            files += found
+            if not found:
+                bad.append((path, "folder without image files"))
+        elif os.path.isfile(path):
+            files.append(path)
+        else:
+            bad.append((path, "no such file or folder"))
+    return files, bad
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        manifest = load(args.manifest or newest(args.runs))
+    except ManifestError as e:
+        print(f"serve/predict.py: {e}", file=sys.stderr)
+        return 2
+    if args.all:
+        names = list(manifest.models)
+    elif args.model:
+        if args.model not in manifest.models:
+            why = manifest.unavailable.get(args.model, "not in this manifest")
+            print(f"serve/predict.py: model {args.model!r} cannot be used ({why}); choose one of "
+                  f"{', '.join(manifest.models)}", file=sys.stderr)
+            return 2
+        names = [args.model]
+    else:
+        names = [manifest.winner]
+        if manifest.winner_note:
+            print(f"note: {manifest.winner_note}", file=sys.stderr)
+    engines = Engines(manifest)
+    files, bad = photo_files(args.photos)
+    rows = []
+    for path in files:
+        try:
+            x = decode.preprocess(path, manifest.preprocessing)[None]
+        except models.ImageError as e:
+            bad.append((path, str(e)))
+            continue
+        for name in names:
+            probs, _ = engines.run(args.backend, name, x)
+            p = {c: float(v) for c, v in zip(manifest.classes, probs[0])}
+            top = sorted(p.items(), key=lambda kv: -kv[1])[:args.top_k]
+            rows.append({"photo": path, "model": name, "class": top[0][0], "model_confidence": top[0][1],
+                         "top_k": [[c, v] for c, v in top], "probabilities": p})
+
+    if args.json:
+        json.dump({"manifest": manifest.path, "run": manifest.run, "backend": args.backend,
+                   "device": engines.where(args.backend), "classes": list(manifest.classes),
+                   "synthetic": manifest.synthetic, "winner": manifest.run_winner or manifest.winner,
+                   "models": {n: {"best_val_acc": manifest.models[n].best_val_acc,
+                                  "test_acc": manifest.models[n].accuracy(args.backend)} for n in names},
+                   "results": rows, "unreadable": [{"photo": f, "error": why} for f, why in bad]},
+                  sys.stdout, indent=2)
+        print()
+    else:
+        if manifest.synthetic:
+            print(f"warning: {SYNTHETIC}", file=sys.stderr)
+        print(knows(manifest.classes))
+        for n in names:
+            e = manifest.models[n]
+            tag = " (the run's winner)" if n == manifest.run_winner else ""
+            print(f"model {n}{tag}: best validation accuracy {pct(e.best_val_acc)}, "
+                  f"test accuracy {pct(e.accuracy(args.backend))}; {engines.where(args.backend)}")
+        table = [("photo", "class", "model confidence", "model") + (("next",) if args.top_k > 1 else ())]
+        for r in rows:
+            more = ", ".join(f"{c} {pct(v)}" for c, v in r["top_k"][1:])
+            table.append((r["photo"], r["class"], pct(r["model_confidence"]), r["model"]) + ((more,) if args.top_k > 1 else ()))
+        widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+        for t in table if rows else []:
+            print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+    for f, why in bad:
+        print(f"serve/predict.py: {f}: {why.removeprefix(os.path.basename(f) + ': ')}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

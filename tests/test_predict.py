@@ -1,0 +1,117 @@
+"""serve/predict.py through its entry point: what it prints, which model it uses, folders, unreadable
+files and exit statuses. (Its answer equals the page's /classify: tests/test_serve.py, which has a server.)"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+
+def manifest_of(export: str) -> dict:
+    with open(os.path.join(export, "manifest.json"), encoding="utf-8") as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def photos(tiny_export, tmp_path_factory):
+    """A folder of the export's example photos, a nested folder, a text file among them, an RGBA PNG."""
+    d = tmp_path_factory.mktemp("predict_photos")
+    m = manifest_of(tiny_export)
+    for rel in m["examples"][:3]:
+        shutil.copy(os.path.join(tiny_export, rel), d)
+    (d / "nested").mkdir()
+    shutil.copy(os.path.join(tiny_export, m["examples"][-1]), d / "nested" / "last.JPG")
+    rgba = Image.open(os.path.join(tiny_export, m["examples"][0])).convert("RGBA")
+    rgba.save(d / "nested" / "alpha.png")
+    (d / "notes.txt").write_text("not a photo, and not an image name: folders skip it\n")
+    return d
+
+
+def predict(tiny_export, *args, check=True):
+    return run_cli("serve/predict.py", *args, "--manifest", os.path.join(tiny_export, "manifest.json"), check=check)
+
+
+def test_folder_is_walked_and_the_winner_answers(tiny_export, photos):
+    import onnxruntime as ort
+
+    import models
+
+    m = manifest_of(tiny_export)
+    p = predict(tiny_export, photos, "--json")
+    out = json.loads(p.stdout)
+    want = sorted([str(f) for f in photos.iterdir() if f.suffix == ".jpg"]) + \
+        [str(photos / "nested" / "alpha.png"), str(photos / "nested" / "last.JPG")]
+    assert [r["photo"] for r in out["results"]] == want and out["unreadable"] == []
+    assert {r["model"] for r in out["results"]} == {m["winner"]} and out["winner"] == m["winner"]
+    assert out["device"] in ("CPU, ONNX Runtime", "GPU 0, ONNX Runtime") and out["synthetic"] is False
+    sess = ort.InferenceSession(os.path.join(tiny_export, m["models"][m["winner"]]["onnx"]), providers=["CPUExecutionProvider"])
+    for r in out["results"]:
+        probs = sess.run(None, {m["input"]["name"]: models.Preprocessing.from_dict(m["preprocessing"])(r["photo"])[None]})[0][0]
+        np.testing.assert_allclose([r["probabilities"][c] for c in m["classes"]], probs, rtol=0, atol=1e-6)
+        assert r["class"] == m["classes"][int(probs.argmax())] and r["model_confidence"] == pytest.approx(float(probs.max()))
+    assert p.returncode == 0 and p.stderr == ""
+
+
+def test_table_all_models_best_on_validation_first(tiny_export, photos):
+    from serve.text import pct
+
+    m = manifest_of(tiny_export)
+    p = predict(tiny_export, photos / "nested" / "last.JPG", "--all", "--top-k", "2")
+    lines = p.stdout.splitlines()
+    assert lines[0] == f"This model only knows: {', '.join(m['classes'])}. A photo of anything else still gets one of these."
+    order = [ln.split()[1].rstrip(":") for ln in lines if ln.startswith("model ")]
+    vals = [m["models"][n]["best_val_acc"] for n in order]
+    assert sorted(order) == sorted(m["models"]) and vals == sorted(vals, reverse=True)
+    header = next(i for i, ln in enumerate(lines) if ln.startswith("photo"))
+    assert lines[header].split() == ["photo", "class", "model", "confidence", "model", "next"]
+    rows = lines[header + 1:]
+    assert [r.split()[3] for r in rows] == order
+    for r in rows:
+        assert re.fullmatch(r"\S+ +\w+ +\d+\.\d% +\w+ +\w+ \d+\.\d%", r), r
+    assert f"best validation accuracy {pct(vals[0])}" in p.stdout
+
+
+def test_unreadable_files_get_one_line_and_the_rest_are_classified(tiny_export, photos, tmp_path):
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    empty = tmp_path / "empty_folder"
+    empty.mkdir()
+    good = next(f for f in photos.iterdir() if f.suffix == ".jpg")
+    p = predict(tiny_export, broken, good, photos / "notes.txt", tmp_path / "missing.png", empty, "--json", check=False)
+    assert p.returncode == 1
+    out = json.loads(p.stdout)
+    assert [r["photo"] for r in out["results"]] == [str(good)]
+    assert {u["photo"] for u in out["unreadable"]} == {str(broken), str(photos / "notes.txt"), str(tmp_path / "missing.png"), str(empty)}
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 4 and "Traceback" not in p.stderr
+    assert any(ln.endswith("missing.png: no such file or folder") for ln in lines)
+    assert any("broken.jpg: not a readable image" in ln for ln in lines)
+
+
+def test_usage_errors_exit_2(tiny_export, photos, tmp_path):
+    good = str(next(f for f in photos.iterdir() if f.suffix == ".jpg"))
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    p = run_cli("serve/predict.py", good, "--runs", empty, check=False)
+    assert p.returncode == 2 and "python export/to_onnx.py" in p.stderr and "Traceback" not in p.stderr
+    p = predict(tiny_export, good, "--model", "lion", check=False)
+    assert p.returncode == 2 and "model 'lion' cannot be used" in p.stderr and "sgd" in p.stderr
+    for bad in (["--model", "sgd", "--all"], ["--top-k", "0"], []):
+        p = run_cli("serve/predict.py", *([good] if bad else []), *bad, check=False)
+        assert p.returncode == 2 and "usage:" in p.stderr, bad
+
+
+def test_default_manifest_is_the_newest(tiny_export, photos, tmp_path):
+    runs = tmp_path / "runs"
+    shutil.copytree(tiny_export, runs / "copied" / "export")
+    p = run_cli("serve/predict.py", photos, "--runs", runs, "--json")
+    assert json.loads(p.stdout)["manifest"] == str(runs / "copied" / "export" / "manifest.json")
