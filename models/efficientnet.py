@@ -22,8 +22,10 @@ logits; `features(x, upto)` exposes the cut points the fine-tuning regimes cache
 """
 from __future__ import annotations
 
+import hashlib
 import math
 
+import numpy as np
 import paddle
 from paddle import nn
 
@@ -121,6 +123,18 @@ class EfficientNetLite0(nn.Layer):
     def same_padding(self) -> dict[str, tuple[int, int]]:
         """(before, after) padding of every conv, by layer name: what the tests pin."""
         return {name: layer.padding for name, layer in self.named_sublayers() if isinstance(layer, ConvBN)}
+
+
+def frozen_sha(net: EfficientNetLite0, upto: int) -> str:
+    """Hash of the weights below block `upto` (every parameter and BN statistic by name; upto=16: all but fc):
+    equal hashes, equal `features(x, upto)`."""
+    prefixes = ("stem.", *(f"blocks.{i}." for i in range(upto)), *(("head.",) if upto == NUM_BLOCKS else ()))
+    h = hashlib.sha256()
+    for k, v in sorted(net.state_dict().items()):
+        if k.startswith(prefixes):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(v.numpy()).tobytes())
+    return h.hexdigest()[:16]
 
 
 class Frozen(nn.Layer):

@@ -56,6 +56,7 @@ def test_feature_cache_is_shared_and_invalidated_by_what_determines_it(effnet_ru
     import paddle
 
     from models.dataset import open_dataset
+    from models.efficientnet import frozen_sha
     from train import features
     from train.data import load_splits
     from train.setup import Setup
@@ -64,24 +65,24 @@ def test_feature_cache_is_shared_and_invalidated_by_what_determines_it(effnet_ru
     net = setup.network(paddle.load(os.path.join(effnet_run, "init.pdparams")))
     ds = open_dataset(kaggle_fixture)
     cache = os.path.join(os.environ["WHICH_OPTIMIZER_CACHE"])
-    key = features.cache_key(ds.fingerprint(), setup.spec, setup.cut, features.frozen_sha(net, setup.cut))
+    key = features.cache_key(ds.fingerprint(), setup.spec, setup.cut, frozen_sha(net, setup.cut))
     assert os.path.basename(load(os.path.join(effnet_run, "config.json"))["data"]["features"]["cache"]) == key
     splits, _ = load_splits(ds, setup.spec, cache)
     assert features.attach(splits, net, setup.cut, setup.spec, ds.fingerprint(), cache)["cache_hit"] is True
     # another seed's head does not change the frozen part: same features
     paddle.seed(1)
     other_head = Setup("efficientnet_lite0", 4, 64, "head", True).network(pretrained=True)
-    assert features.frozen_sha(other_head, setup.cut) == features.frozen_sha(net, setup.cut)
+    assert frozen_sha(other_head, setup.cut) == frozen_sha(net, setup.cut)
     # what does change them: the data, the preprocessing, the cut point, the frozen weights
     keys = {key,
-            features.cache_key("another-dataset", setup.spec, setup.cut, features.frozen_sha(net, setup.cut)),
+            features.cache_key("another-dataset", setup.spec, setup.cut, frozen_sha(net, setup.cut)),
             features.cache_key(ds.fingerprint(), Setup("efficientnet_lite0", 4, 72, "head").spec, setup.cut,
-                               features.frozen_sha(net, setup.cut)),
-            features.cache_key(ds.fingerprint(), setup.spec, setup.cut - 1, features.frozen_sha(net, setup.cut - 1))}
+                               frozen_sha(net, setup.cut)),
+            features.cache_key(ds.fingerprint(), setup.spec, setup.cut - 1, frozen_sha(net, setup.cut - 1))}
     state = net.state_dict()
     state["blocks.0.depthwise.bn._mean"] = state["blocks.0.depthwise.bn._mean"] + 1.0
     net.set_state_dict(state)
-    keys.add(features.cache_key(ds.fingerprint(), setup.spec, setup.cut, features.frozen_sha(net, setup.cut)))
+    keys.add(features.cache_key(ds.fingerprint(), setup.spec, setup.cut, frozen_sha(net, setup.cut)))
     assert len(keys) == 5
 
 

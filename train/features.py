@@ -26,29 +26,13 @@ import numpy as np
 from tqdm import tqdm
 
 from models import inference
-from models.efficientnet import NUM_BLOCKS, Frozen
+from models.efficientnet import NUM_BLOCKS, Frozen, frozen_sha
 from models.io import atomic_path, read_json, write_json
 from train.data import SPLITS, Split
 
 VERSION = 1  # bump when what is cached changes
 AUGMENTATION = "hflip"
 BATCH = 32
-
-
-def frozen_sha(net, cut: int) -> str:
-    """Hash of the frozen part's weights (every parameter and BN statistic below the cut, by name)."""
-    h = hashlib.sha256()
-    keep = _frozen_keys(net, cut)
-    for k, v in sorted(net.state_dict().items()):
-        if k in keep:
-            h.update(k.encode())
-            h.update(np.ascontiguousarray(v.numpy()).tobytes())
-    return h.hexdigest()[:16]
-
-
-def _frozen_keys(net, cut: int) -> set:
-    prefixes = ["stem."] + [f"blocks.{i}." for i in range(cut)] + (["head."] if cut == NUM_BLOCKS else [])
-    return {k for k in net.state_dict() if any(k.startswith(p) for p in prefixes)}
 
 
 def cache_key(fingerprint: str, spec, cut: int, weights: str) -> str:
