@@ -9,9 +9,9 @@ others and never win (`ranked`, `eligible`, WINNER_RULE).
 Per checkpoint (pure functions on labels, probabilities and class names, whatever computed them):
   prediction_record(labels, probabilities)     -> what <optimizer>/test_predictions.json holds
   class_report(labels, probabilities, classes) -> accuracy, Wilson 95% interval, confusion, per-class
-  majority_baseline(train_counts, test_labels, classes) -> always answering the most frequent training class
+  majority_baseline(test_labels, classes)  -> the best constant answer: always the test split's most frequent class
   select_mistakes(labels, probabilities, limit) -> the most confident wrong answers, for mistakes.png
-  summarize(results, predictions, classes, train_counts) -> winner, baseline, McNemar vs the winner
+  summarize(results, predictions, classes)  -> winner, baseline, McNemar vs the winner
 """
 from __future__ import annotations
 
@@ -89,15 +89,16 @@ def class_report(labels, probabilities, classes) -> dict:
             "per_class": per_class}
 
 
-def majority_baseline(train_counts, test_labels, classes) -> dict:
-    """Test accuracy of always answering the most frequent TRAINING class (train_counts: images per class,
-    in class order; ties: the earlier class), with its Wilson 95% interval."""
-    k = int(np.argmax(np.asarray(train_counts)))
+def majority_baseline(test_labels, classes) -> dict:
+    """Test accuracy of the best constant answer, always the test split's most frequent class (ties: the
+    earlier class), with its Wilson 95% interval: the bar a model must clear to have learnt anything. (The
+    training split's majority can score less when the splits' class mix differs; this is the stricter bar.)"""
     test_labels = np.asarray(test_labels)
+    k = int(np.argmax(np.bincount(test_labels, minlength=len(classes)))) if len(test_labels) else 0
     correct, n = int(np.sum(test_labels == k)), len(test_labels)
     ci = stats.wilson(correct, n)
     return {"class": classes[k], "test_acc": correct / n if n else None, "test_acc_ci95": list(ci) if ci else None,
-            "n": n, "rule": "always answer the most frequent class of the training split"}
+            "n": n, "rule": "always answer the test split's most frequent class (the best constant answer)"}
 
 
 def select_mistakes(labels, probabilities, limit: int = MISTAKES_SHOWN) -> list[int]:
@@ -145,13 +146,12 @@ def winner(results: dict) -> str | None:
     return top[0][0] if top and eligible(top[0][1]) else None
 
 
-def summarize(results: dict, predictions: dict, classes, train_counts=None) -> dict:
+def summarize(results: dict, predictions: dict, classes) -> dict:
     """Add to each row of `results` (in place) what its test predictions say: "test_acc_ci95", "confusion",
     "per_class", and "vs_winner" (McNemar against the winner, Holm-corrected); return the run-level
     {"winner", "ranking", "baseline", "significance", "classes"} for results.json.
 
-    predictions: {name: {"labels", "probabilities"}} (test_predictions.json; missing names are skipped);
-    train_counts: training images per class, for the majority-class baseline."""
+    predictions: {name: {"labels", "probabilities"}} (test_predictions.json; missing names are skipped)."""
     preds = {n: p for n, p in (predictions or {}).items() if p and p.get("probabilities") and n in results}
     for name, p in preds.items():
         rep = class_report(p["labels"], p["probabilities"], classes)
@@ -167,7 +167,7 @@ def summarize(results: dict, predictions: dict, classes, train_counts=None) -> d
             results[n]["vs_winner"] = {"winner_only_right": t["a_only"], "only_this_right": t["b_only"], "p": t["p"],
                                        "p_holm": adjusted[n], "distinguishable": adjusted[n] < stats.ALPHA}
     labels = next(iter(preds.values()))["labels"] if preds else None
-    baseline = majority_baseline(train_counts, labels, classes) if labels is not None and train_counts is not None else None
+    baseline = majority_baseline(labels, classes) if labels is not None else None
     return {"winner": best, "ranking": WINNER_RULE, "baseline": baseline, "classes": list(classes),
             "n_test": len(labels) if labels is not None else None,
             "significance": {"method": SIGNIFICANCE, "comparisons": len(raw)}}
@@ -246,7 +246,7 @@ def leaderboard_markdown(results: dict, title: str, comparison: dict | None = No
                   "(p = Holm-adjusted p-value)."]
     if summary and summary.get("baseline"):
         b = summary["baseline"]
-        lines.append(f"- Majority-class baseline: always answering {b['class']!r}, the most frequent training class.")
+        lines.append(f"- Majority-class baseline: always answering {b['class']!r}, the test split's most frequent class (the best constant answer).")
     if comparison:
         lines += comparison_notes(results, comparison)
     lines += per_class_markdown(results, summary)

@@ -275,9 +275,7 @@ def main(argv=None) -> int:
                 r["best_val_loss"] = report.best_val_loss(histories[n], r.get("best_epoch"))
             comparison = tune.summarize(run, results, config, args) if args.compare else None
             predictions = {n: read_json(os.path.join(run, n, "test_predictions.json")) for n in results}
-            counts = ((data_info or {}).get("counts") or {}).get("train")
-            train_counts = [counts.get(c, 0) for c in config["classes"]] if counts else None
-            summary = report.summarize(results, predictions, config["classes"], train_counts)
+            summary = report.summarize(results, predictions, config["classes"])
             results_path = os.path.join(run, "results.json")
             old_winner = (read_json(results_path, {}) or {}).get("winner")
             write_json(results_path, {"run": os.path.abspath(run), "data": ds.root, "device": device, "winner": summary["winner"],
