@@ -188,10 +188,10 @@ def timing_inputs(images: np.ndarray, spec: "models.Preprocessing", batch: int =
     return np.ascontiguousarray(xb[:1]), xb
 
 
-def speed(run, x1: np.ndarray, xb: np.ndarray, budget_s: float = 0.25) -> tuple[float, float]:
-    """(batch-1 latency in ms, batch-len(xb) throughput in images/s)."""
-    b1, bn = (float(np.median(call_times(run, x, budget_s))) for x in (x1, xb))
-    return b1 * 1e3, len(xb) / bn
+def speed(run, x1: np.ndarray, xb: np.ndarray | None, budget_s: float = 0.25) -> tuple[float, float | None]:
+    """(batch-1 latency in ms, batch-len(xb) throughput in images/s; None without xb)."""
+    b1 = float(np.median(call_times(run, x1, budget_s)))
+    return b1 * 1e3, None if xb is None else len(xb) / float(np.median(call_times(run, xb, budget_s)))
 
 
 class ConversionError(RuntimeError):

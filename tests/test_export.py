@@ -83,7 +83,7 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
         assert e["test_images"] == n_test
         assert 0 <= e["max_abs_diff"]["paddle"] <= 1e-4 and 0 <= e["max_abs_diff"]["onnx"] <= 1e-4
         assert set(e["latency_ms"]) == {"dygraph_b1", "paddle_b1", "onnx_b1"} and min(e["latency_ms"].values()) > 0
-        assert set(e["throughput_ips"]) == {"dygraph_b32", "paddle_b32", "onnx_b32"}
+        assert set(e["throughput_ips"]) == {"paddle_b32", "onnx_b32"}  # the deployed backends
         assert e["export_seconds"] > 0 and e["opset"] >= 13
         assert e["best_epoch"] == results[name]["best_epoch"]
         with open(os.path.join(tiny_run, name, "best.pdparams"), "rb") as f:
