@@ -2,6 +2,7 @@
 
     python bench/bench_sweep.py                     # all optimizers, default profile
     python bench/bench_sweep.py --optimizers sgd,adam --epochs 1   # a quicker look
+    python bench/bench_sweep.py --model smallcnn                   # the from-scratch profile
 
 Generates 11,421 JPEGs of 300x250 px in the Kaggle layout from the real labels.csv (once), then runs
 `train/run_all.py` exactly as a user would, with a fresh decode cache and run directory, and again.
@@ -27,6 +28,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--optimizers", default=None, help="default: all (the sweep's default)")
     p.add_argument("--epochs", default=None, help="default: the sweep's default")
+    p.add_argument("--model", default=None, help="default: the sweep's default (efficientnet_lite0)")
     a = p.parse_args()
     data = kaggle_like()
     work = tempfile.mkdtemp(prefix="bench-sweep-")
@@ -34,6 +36,7 @@ def main():
            "--cache-dir", os.path.join(work, "cache")]
     cmd += ["--optimizers", a.optimizers] if a.optimizers else []
     cmd += ["--epochs", a.epochs] if a.epochs else []
+    cmd += ["--model", a.model] if a.model else []
     try:
         t = time.perf_counter()
         subprocess.run(cmd, check=True)
@@ -46,10 +49,13 @@ def main():
     finally:
         shutil.rmtree(work, ignore_errors=True)
     train_s = sum(r.get("train_seconds", 0) for r in res.values())
-    print(f"\nprofile: {cfg['model']} {cfg['image_size']}px, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
+    print(f"\nprofile: {cfg['model']} ({cfg.get('finetune', 'all')}) {cfg['image_size']}px, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
           f"{len(res)} optimizers, {sum(cfg['data']['sizes'].values())} images ({cfg['data']['sizes']})")
-    print(f"first run (decode + train + eval): {first / 60:.1f} min   (target <= 30 min for 11 optimizers)")
-    print(f"  of which training epochs: {train_s / 60:.1f} min; per optimizer {train_s / 60 / len(res):.2f} min")
+    feats = cfg["data"].get("features") or {}
+    print(f"first run (decode + features + train + eval): {first / 60:.1f} min   (target <= 30 min)")
+    print(f"  decoding {cfg['data'].get('decode_seconds') or 0:.0f} s; feature extraction "
+          f"{feats.get('seconds', 0):.0f} s ({feats.get('images', 0)} images, {feats.get('images_per_s', 0)} img/s, "
+          f"{feats.get('engine', 'none')}); training epochs {train_s / 60:.1f} min, per optimizer {train_s / len(res):.1f} s")
     print(f"same command again: {again:.1f} s   (target < 10 s)")
 
 
