@@ -85,7 +85,7 @@ def test_bad_names_and_values_raise_value_error_naming_them(name, overrides, mes
 
 def test_visualize_writes_the_plots(tmp_path):
     out = tmp_path / "img"
-    p = run_cli("train/visualize_optimizers.py", "--out", out, "--optimizers", "sgd,qhm,lookahead", "--steps", "40")
+    p = run_cli("docs/tools/visualize_optimizers.py", "--out", out, "--optimizers", "sgd,qhm,lookahead", "--steps", "40")
     written = p.stdout.split()
     assert sorted(os.path.basename(w) for w in written) == ["optimizers_loss.png", "optimizers_rastrigin.png",
                                                            "optimizers_rosenbrock.png"]
@@ -97,6 +97,6 @@ def test_visualize_writes_the_plots(tmp_path):
 
 
 def test_visualize_rejects_unknown_optimizer_in_one_line(tmp_path):
-    p = run_cli("train/visualize_optimizers.py", "--out", tmp_path, "--optimizers", "adam,nope", check=False)
+    p = run_cli("docs/tools/visualize_optimizers.py", "--out", tmp_path, "--optimizers", "adam,nope", check=False)
     assert p.returncode == 2
     assert "unknown optimizer(s) nope" in p.stderr and "Traceback" not in p.stderr
