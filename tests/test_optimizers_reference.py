@@ -102,7 +102,8 @@ def qhm(θ, g, s, t, learning_rate, beta, nu, weight_decay):
 def qhadam(θ, g, s, t, learning_rate, beta1, beta2, nu1, nu2, epsilon, weight_decay):
     g = g + weight_decay * θ
     m_hat, v_hat = _adam_moments(g, s, t, beta1, beta2)
-    return θ - learning_rate * ((1 - nu1) * g + nu1 * m_hat) / (np.sqrt((1 - nu2) * g * g + nu2 * v_hat) + epsilon)
+    denominator = np.sqrt((1 - nu2) * g * g + nu2 * v_hat) + epsilon
+    return θ - learning_rate * ((1 - nu1) * g + nu1 * m_hat) / denominator
 
 
 def lion(θ, g, s, t, learning_rate, beta1, beta2, weight_decay):

@@ -39,11 +39,12 @@ class QHAdam(FromScratch):
 
     def _update(self, g, m, v):
         α, β1, β2, ν1, ν2, ε, t = self._lr, self.beta1, self.beta2, self.nu1, self.nu2, self.epsilon, self._t
+        g2 = g * g                                              # g_t²
         m.scale_(β1).add_((1 - β1) * g)                         # m_t = β₁·m_{t−1} + (1 − β₁)·g_t
-        v.scale_(β2).add_((1 - β2) * g * g)                     # v_t = β₂·v_{t−1} + (1 − β₂)·g_t²
+        v.scale_(β2).add_((1 - β2) * g2)                        # v_t = β₂·v_{t−1} + (1 − β₂)·g_t²
         m_hat = m * (1 / (1 - β1 ** t))                         # m̂_t
         v_hat = v * (1 / (1 - β2 ** t))                         # v̂_t
         # In place from here: every new full-size tensor costs an allocation (bench/bench_optimizers.py).
         numerator = m_hat.scale_(ν1).add_((1 - ν1) * g)                                # (1 − ν₁)·g_t + ν₁·m̂_t
-        denominator = v_hat.scale_(ν2).add_((1 - ν2) * g * g).sqrt_().scale_(bias=ε)   # √[(1 − ν₂)·g_t² + ν₂·v̂_t] + ε
+        denominator = v_hat.scale_(ν2).add_((1 - ν2) * g2).sqrt_().scale_(bias=ε)      # √[(1 − ν₂)·g_t² + ν₂·v̂_t] + ε
         return numerator.multiply_(denominator.reciprocal_()).scale_(α)               # × 1/x: CPU divide is slow

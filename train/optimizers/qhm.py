@@ -27,13 +27,14 @@ class QHM(FromScratch):
     - With β near 1 and no bias correction the buffer starts near zero and takes ~1/(1 − β) steps to
       fill, so early steps are mostly the (1 − ν)-weighted plain SGD step.
 
-    Paddle machinery: `_update` is the rule (run by FromScratch.step() on all parameters as one flat
-    vector) when built with fused=False. By default (fused=True) step() runs `_fused_apply` instead: the
+    Paddle machinery: `_update` is the rule, run by FromScratch.step() on all parameters as one flat
+    vector, when built with fused=False. By default (fused=True) step() runs `_fused_apply` instead: the
     same rule as two calls of Paddle's multi-tensor momentum kernel (`merged_momentum_`), about twice as
     fast as Paddle's own Momentum (bench/bench_optimizers.py); tests/test_optimizers_equivalence.py proves
     the two paths equal, weight decay and state round trips included. That kernel has no dampening (and
     ignores `rescale_grad` on CPU), so the fast path keeps v = g/(1 − β), and so does the saved state
-    ("momentum_buffer"); the rule path converts when saving and loading.
+    ("momentum_buffer"); the rule path keeps g and converts when saving and loading (so `fused` is chosen
+    at construction, not switched mid-run).
     """
 
     ACCUMULATORS = ("momentum_buffer",)  # fused: v = g/(1 − β); rule: g (saved as g/(1 − β) either way)
