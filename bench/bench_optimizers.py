@@ -1,6 +1,7 @@
 """Optimizer figures, printed (not timed tests).
 
-    python bench/bench_optimizers.py                   # step time: qhm/momentum, qhadam/adam, lookahead(sgd)/sgd
+    python bench/bench_optimizers.py                   # step time: qhm/momentum, qhadam/adam, lookahead(sgd)/sgd,
+                                                       # and qhm's rule path (fused=False)/momentum, for contrast
     python bench/bench_optimizers.py --check-defaults  # every registry optimizer, its DEFAULTS, a short
                                                        # training on a learnable synthetic image set
 
@@ -22,9 +23,10 @@ import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from train.optimizers import NAMES, create, hyperparams  # noqa: E402
+from train.optimizers import NAMES, QHM, create, hyperparams  # noqa: E402
 
-PAIRS = (("qhm", {}, "momentum", {}), ("qhadam", {}, "adam", {}), ("lookahead", {"inner": "sgd"}, "sgd", {}))
+PAIRS = (("qhm", {}, "momentum", {}), ("qhadam", {}, "adam", {}), ("lookahead", {"inner": "sgd"}, "sgd", {}),
+         ("qhm", {"fused": False}, "momentum", {}))
 
 
 def _with_grads(name, overrides, grads):
@@ -32,6 +34,8 @@ def _with_grads(name, overrides, grads):
     params = [p for p in model.parameters() if not p.stop_gradient]
     for p, g in zip(params, grads):
         p.grad = paddle.to_tensor(g)  # stays put: step() never clears it
+    if overrides.get("fused") is False:  # QHM's rule (QHM._update) instead of its fast path
+        return QHM(model.parameters(), **hyperparams(name), fused=False)
     return create(name, model.parameters(), **overrides)
 
 
@@ -56,7 +60,7 @@ def bench_steps(rounds: int, steps: int, warmup: int) -> None:
         for _ in range(rounds):  # interleaved so that machine load hits both alike
             ta.append(step_seconds(a, steps))
             tb.append(step_seconds(b, steps))
-        label = f"{ours}({o_kw['inner']})" if o_kw else ours
+        label = f"{ours}({o_kw['inner']})" if "inner" in o_kw else f"{ours}(rule)" if o_kw else ours
         ma, mb = statistics.median(ta), statistics.median(tb)
         print(f"{label:>15} / {base:<8}: {ma * 1e6:8.1f} us / {mb * 1e6:8.1f} us = {ma / mb:.2f}")
 

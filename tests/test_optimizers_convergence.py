@@ -1,13 +1,13 @@
 """Every registry optimizer reaches the minimum of a quadratic and of Rosenbrock's function, with the
-per-optimizer learning rates of landscapes.TOY_SETTINGS (the one table, also used by the plots)."""
+per-optimizer learning rates of TOY_SETTINGS in docs/tools/landscapes.py (the one table, also used by the plots)."""
 from __future__ import annotations
 
 import models  # noqa: F401  (first: quiets Paddle)
 import numpy as np
 import pytest
 
+from docs.tools.landscapes import LANDSCAPES, TOY_SETTINGS, descend
 from train.optimizers import NAMES
-from train.optimizers.landscapes import LANDSCAPES, TOY_SETTINGS, descend
 
 
 def test_table_covers_every_optimizer_and_landscape():

@@ -1,7 +1,8 @@
 """The identities the papers state, checked on a small network with a real loss:
 QHM (Ma & Yarats 2019): ν=1 is momentum with dampening, ν=β is Nesterov momentum, ν=0 or β=0 is SGD.
 QHAdam: ν1=ν2=1 is Adam. Lookahead (Zhang et al. 2019): k=1, α=1 is the inner optimizer; α=0 keeps
-the weights at the slow weights."""
+the weights at the slow weights. And QHM's fast path (two merged_momentum_ kernels, the default) is the
+rule written in QHM._update, weight decay and state round trips between the two included."""
 from __future__ import annotations
 
 import models  # noqa: F401  (first: quiets Paddle)
@@ -9,33 +10,42 @@ import numpy as np
 import paddle
 import pytest
 
-from train.optimizers import create
+from train.optimizers import QHM, create, hyperparams
 
 RNG = np.random.default_rng(0)
 INIT = [RNG.standard_normal(s).astype("float32") * 0.5 for s in ((6, 8), (8,), (8, 3), (3,))]
 DATA = [(RNG.standard_normal((16, 6)).astype("float32"), RNG.integers(0, 3, 16)) for _ in range(30)]
 
 
-def mlp():
+def mlp(init=INIT):
     net = paddle.nn.Sequential(paddle.nn.Linear(6, 8), paddle.nn.Tanh(), paddle.nn.Linear(8, 3))
-    for p, x in zip(net.parameters(), INIT):
+    for p, x in zip(net.parameters(), init):
         p.set_value(x)
     return net
 
 
-def train(name, steps=len(DATA), snapshots=(), **overrides):
-    """Parameters after `steps` steps (and at each step number in `snapshots`)."""
-    net = mlp()
-    opt = create(name, net.parameters(), **overrides)
+def run(build, batches, init=INIT, state=None, snapshots=()):
+    """Train mlp(init) with the optimizer build(parameters) (loaded with `state` first), a step per batch.
+    Returns the final parameters, the parameters at each step number in `snapshots`, and the optimizer."""
+    net = mlp(init)
+    opt = build(net.parameters())
+    if state is not None:
+        opt.set_state_dict(state)
     seen = {}
-    for t, (x, y) in enumerate(DATA[:steps], start=1):
+    for t, (x, y) in enumerate(batches, start=1):
         loss = paddle.nn.functional.cross_entropy(net(paddle.to_tensor(x)), paddle.to_tensor(y))
         loss.backward()
         opt.step()
         opt.clear_grad()
         if t in snapshots:
             seen[t] = [p.numpy() for p in net.parameters()]
-    return [p.numpy() for p in net.parameters()], seen
+    return [p.numpy() for p in net.parameters()], seen, opt
+
+
+def train(name, steps=len(DATA), snapshots=(), **overrides):
+    """Parameters after `steps` steps of create(name, **overrides) (and at each step number in `snapshots`)."""
+    final, seen, _ = run(lambda ps: create(name, ps, **overrides), DATA[:steps], snapshots=snapshots)
+    return final, seen
 
 
 def assert_same(a, b, rtol=1e-5, atol=1e-6):
@@ -97,3 +107,29 @@ def test_lookahead_alpha0_stays_at_slow_weights():
         assert_same(seen[t], INIT, rtol=0, atol=0)
     for t in (3, 12):      # in between, the inner optimizer moves them
         assert_moved(seen[t])
+
+
+def qhm(fused, **overrides):
+    """A QHM builder on the fast path (fused=True, what create() returns) or on the rule (QHM._update)."""
+    return lambda ps: QHM(ps, **hyperparams("qhm", **overrides), fused=fused)
+
+
+@pytest.mark.parametrize("wd", [0.0, 0.01])
+@pytest.mark.parametrize("beta", [BETA, 0.999])
+def test_qhm_fast_path_is_the_rule(beta, wd):
+    hp = {"learning_rate": ALPHA, "beta": beta, "nu": 0.7, "weight_decay": wd}
+    fast, _, _ = run(qhm(True, **hp), DATA)
+    rule, _, _ = run(qhm(False, **hp), DATA)
+    assert create("qhm", mlp().parameters()).fused  # the registry's QHM is the fast path
+    assert_moved(fast)
+    assert_same(fast, rule)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["fast-then-rule", "rule-then-fast"])
+def test_qhm_state_moves_between_fast_path_and_rule(first, tmp_path):
+    hp = {"learning_rate": ALPHA, "beta": BETA, "nu": 0.7, "weight_decay": 0.01}
+    whole, _, _ = run(qhm(True, **hp), DATA)
+    half, _, opt = run(qhm(first, **hp), DATA[:15])
+    paddle.save(opt.state_dict(), str(tmp_path / "opt.pdopt"))
+    resumed, _, _ = run(qhm(not first, **hp), DATA[15:], init=half, state=paddle.load(str(tmp_path / "opt.pdopt")))
+    assert_same(resumed, whole)

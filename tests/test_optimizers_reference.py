@@ -1,6 +1,12 @@
-"""Every registry optimizer (Paddle built-ins and ours) against the numpy reference rules in
-train/optimizers/reference.py: 100 steps on random parameters and gradients, several shapes,
-weight decay on and off, float32 tolerance."""
+"""Every registry optimizer (Paddle built-ins and ours) against an independent numpy oracle: 100 steps on
+random parameters and gradients, several shapes, weight decay on and off, float32 tolerance.
+
+The oracle (RULES, below) is a second implementation of each rule for testing only: numpy, float64, one
+tensor at a time, no fused kernels. Each rule is `rule(θ, g, s, t, **hyperparameters) -> new θ` (s: the
+rule's state, a dict updated in place; t = 1, 2, ...), with the registry's hyperparameter names. For
+Paddle's built-ins it follows what the kernels compute where that differs from the paper (ε placement,
+learning rate inside a buffer): docs/optimizers.md, "What Paddle's built-ins actually compute", says how.
+"""
 from __future__ import annotations
 
 import models  # noqa: F401  (first: quiets Paddle)
@@ -9,7 +15,125 @@ import paddle
 import pytest
 
 from train.optimizers import NAMES, create, hyperparams
-from train.optimizers.reference import RULES
+
+
+def _zeros(s, *names, like):
+    for n in names:
+        s.setdefault(n, np.zeros_like(like))
+
+
+def _adam_moments(g, s, t, beta1, beta2):
+    _zeros(s, "m", "v", like=g)
+    s["m"] = beta1 * s["m"] + (1 - beta1) * g
+    s["v"] = beta2 * s["v"] + (1 - beta2) * g * g
+    return s["m"] / (1 - beta1 ** t), s["v"] / (1 - beta2 ** t)
+
+
+def sgd(θ, g, s, t, learning_rate, weight_decay):
+    return θ - learning_rate * (g + weight_decay * θ)
+
+
+def momentum(θ, g, s, t, learning_rate, momentum, use_nesterov, weight_decay):
+    g = g + weight_decay * θ
+    _zeros(s, "v", like=θ)
+    s["v"] = momentum * s["v"] + g
+    return θ - learning_rate * (g + momentum * s["v"] if use_nesterov else s["v"])
+
+
+def rmsprop(θ, g, s, t, learning_rate, rho, epsilon, momentum, centered, weight_decay):
+    g = g + weight_decay * θ
+    _zeros(s, "r", "mg", "v", like=θ)
+    s["r"] = rho * s["r"] + (1 - rho) * g * g
+    denom = s["r"]
+    if centered:
+        s["mg"] = rho * s["mg"] + (1 - rho) * g
+        denom = s["r"] - s["mg"] ** 2
+    s["v"] = momentum * s["v"] + learning_rate * g / np.sqrt(denom + epsilon)   # ε inside the root, η inside v
+    return θ - s["v"]
+
+
+def adam(θ, g, s, t, learning_rate, beta1, beta2, epsilon, weight_decay):
+    m_hat, v_hat = _adam_moments(g + weight_decay * θ, s, t, beta1, beta2)
+    return θ - learning_rate * m_hat / (np.sqrt(v_hat) + epsilon)
+
+
+def adadelta(θ, g, s, t, learning_rate, rho, epsilon, weight_decay):
+    g = g + weight_decay * θ
+    _zeros(s, "eg2", "edx2", like=θ)
+    s["eg2"] = rho * s["eg2"] + (1 - rho) * g * g
+    dx = -np.sqrt(s["edx2"] + epsilon) / np.sqrt(s["eg2"] + epsilon) * g
+    s["edx2"] = rho * s["edx2"] + (1 - rho) * dx * dx                          # accumulated without η
+    return θ + learning_rate * dx
+
+
+def adagrad(θ, g, s, t, learning_rate, epsilon, initial_accumulator_value, weight_decay):
+    g = g + weight_decay * θ
+    s.setdefault("G", np.full_like(θ, initial_accumulator_value))
+    s["G"] = s["G"] + g * g
+    return θ - learning_rate * g / (np.sqrt(s["G"]) + epsilon)
+
+
+def adamax(θ, g, s, t, learning_rate, beta1, beta2, epsilon, weight_decay):
+    g = g + weight_decay * θ
+    _zeros(s, "m", "u", like=θ)
+    s["m"] = beta1 * s["m"] + (1 - beta1) * g
+    s["u"] = np.maximum(beta2 * s["u"] + epsilon, np.abs(g))                   # ε inside the max
+    return θ - learning_rate / (1 - beta1 ** t) * s["m"] / s["u"]
+
+
+def adamw(θ, g, s, t, learning_rate, beta1, beta2, epsilon, weight_decay):
+    return adam(θ * (1 - learning_rate * weight_decay), g, s, t, learning_rate, beta1, beta2, epsilon, 0.0)
+
+
+def lamb(θ, g, s, t, learning_rate, beta1, beta2, epsilon, weight_decay):
+    m_hat, v_hat = _adam_moments(g, s, t, beta1, beta2)
+    r = m_hat / (np.sqrt(v_hat) + epsilon) + weight_decay * θ
+    pn, rn = np.linalg.norm(θ), np.linalg.norm(r)                              # per tensor
+    return θ - learning_rate * (pn / rn if pn > 0 and rn > 0 else 1.0) * r
+
+
+def qhm(θ, g, s, t, learning_rate, beta, nu, weight_decay):
+    g = g + weight_decay * θ
+    _zeros(s, "buf", like=θ)
+    s["buf"] = beta * s["buf"] + (1 - beta) * g
+    return θ - learning_rate * ((1 - nu) * g + nu * s["buf"])
+
+
+def qhadam(θ, g, s, t, learning_rate, beta1, beta2, nu1, nu2, epsilon, weight_decay):
+    g = g + weight_decay * θ
+    m_hat, v_hat = _adam_moments(g, s, t, beta1, beta2)
+    denominator = np.sqrt((1 - nu2) * g * g + nu2 * v_hat) + epsilon
+    return θ - learning_rate * ((1 - nu1) * g + nu1 * m_hat) / denominator
+
+
+def lion(θ, g, s, t, learning_rate, beta1, beta2, weight_decay):
+    _zeros(s, "m", like=θ)
+    c = beta1 * s["m"] + (1 - beta1) * g
+    s["m"] = beta2 * s["m"] + (1 - beta2) * g
+    return θ - learning_rate * (np.sign(c) + weight_decay * θ)
+
+
+def adabelief(θ, g, s, t, learning_rate, beta1, beta2, epsilon, weight_decay):
+    θ = θ * (1 - learning_rate * weight_decay)
+    _zeros(s, "m", "s", like=θ)
+    s["m"] = beta1 * s["m"] + (1 - beta1) * g
+    s["s"] = beta2 * s["s"] + (1 - beta2) * (g - s["m"]) ** 2 + epsilon
+    m_hat, s_hat = s["m"] / (1 - beta1 ** t), s["s"] / (1 - beta2 ** t)
+    return θ - learning_rate * m_hat / (np.sqrt(s_hat) + epsilon)
+
+
+def lookahead(θ, g, s, t, inner, k, alpha, **inner_hp):
+    s.setdefault("slow", θ.copy())
+    θ = RULES[inner](θ, g, s.setdefault("inner", {}), t, **inner_hp)
+    if t % k == 0:
+        s["slow"] = s["slow"] + alpha * (θ - s["slow"])
+        θ = s["slow"].copy()
+    return θ
+
+
+RULES = {"sgd": sgd, "momentum": momentum, "rmsprop": rmsprop, "adam": adam, "adadelta": adadelta,
+         "adagrad": adagrad, "adamax": adamax, "adamw": adamw, "lamb": lamb, "qhm": qhm,
+         "lookahead": lookahead, "qhadam": qhadam, "lion": lion, "adabelief": adabelief}
 
 SHAPES = [(7,), (4, 5), (3, 2, 3, 3)]
 STEPS = 100

@@ -1,5 +1,5 @@
-"""The registry: names, documented defaults, the interface every optimizer returns, clear errors,
-and the visualization entry point."""
+"""The registry: names, documented defaults (and the docs' summary of them), the interface every optimizer
+returns, clear errors, and the visualization entry point."""
 from __future__ import annotations
 
 import inspect
@@ -13,9 +13,9 @@ import pytest
 from PIL import Image
 
 import train.optimizers as registry
-from train.optimizers import DEFAULTS, NAMES, create, hyperparams
+from train.optimizers import DECOUPLED, DEFAULTS, NAMES, create, hyperparams
 
-from conftest import run_cli
+from conftest import ROOT, run_cli
 
 SWEEP_ORDER = ("sgd", "momentum", "rmsprop", "adam", "adadelta", "adagrad", "adamax", "adamw", "lamb", "qhm",
                "lookahead", "qhadam", "lion", "adabelief")
@@ -36,6 +36,20 @@ def test_every_default_value_names_its_source():
     assert len(values) == sum(len(DEFAULTS[n]) for n in NAMES if n != "lookahead") + 3
     missing = [ln.strip() for ln in values if "#" not in ln or len(ln.split("#", 1)[1].strip()) < 8]
     assert not missing, f"defaults without a source comment: {missing}"
+
+
+def test_docs_summary_agrees_with_the_registry():
+    """DEFAULTS and DECOUPLED are the one home; docs/optimizers.md summarises them and must not drift."""
+    with open(os.path.join(ROOT, "docs", "optimizers.md"), encoding="utf-8") as f:
+        text = f.read()
+    decoupled = re.search(r"except those in\s+`DECOUPLED`:\s+([a-z,\s]+?)\s+\(", text).group(1)
+    assert tuple(n.strip() for n in decoupled.split(",")) == DECOUPLED
+    table = text[text.index("| optimizer | learning rate | source of the default |"):].split("\n\n")[0]
+    lrs = {}
+    for row in table.splitlines()[2:]:
+        name, lr = [c.strip() for c in row.strip("|").split("|")][:2]
+        lrs[name] = float(re.search(r"\d[\d.]*(?:e-?\d+)?", lr).group())
+    assert lrs == {n: DEFAULTS[n]["learning_rate"] for n in NAMES}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,7 +99,7 @@ def test_bad_names_and_values_raise_value_error_naming_them(name, overrides, mes
 
 def test_visualize_writes_the_plots(tmp_path):
     out = tmp_path / "img"
-    p = run_cli("train/visualize_optimizers.py", "--out", out, "--optimizers", "sgd,qhm,lookahead", "--steps", "40")
+    p = run_cli("docs/tools/visualize_optimizers.py", "--out", out, "--optimizers", "sgd,qhm,lookahead", "--steps", "40")
     written = p.stdout.split()
     assert sorted(os.path.basename(w) for w in written) == ["optimizers_loss.png", "optimizers_rastrigin.png",
                                                            "optimizers_rosenbrock.png"]
@@ -97,6 +111,6 @@ def test_visualize_writes_the_plots(tmp_path):
 
 
 def test_visualize_rejects_unknown_optimizer_in_one_line(tmp_path):
-    p = run_cli("train/visualize_optimizers.py", "--out", tmp_path, "--optimizers", "adam,nope", check=False)
+    p = run_cli("docs/tools/visualize_optimizers.py", "--out", tmp_path, "--optimizers", "adam,nope", check=False)
     assert p.returncode == 2
     assert "unknown optimizer(s) nope" in p.stderr and "Traceback" not in p.stderr

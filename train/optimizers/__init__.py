@@ -1,20 +1,18 @@
 """The optimizer registry: every optimizer the sweep trains with, by name, with documented defaults.
 
     from train.optimizers import NAMES, DEFAULTS, create, hyperparams
-    opt = create("qhm", model.parameters())                   # paper defaults
+    opt = create("qhm", model.parameters())                   # DEFAULTS["qhm"]
     opt = create("lookahead", model.parameters(), inner="sgd", k=10)
     opt.set_lr(0.05); opt.step(); opt.clear_grad()
     paddle.save(opt.state_dict(), "opt.pdopt"); opt.set_state_dict(paddle.load("opt.pdopt"))
 
 Built-ins wrap paddle.optimizer classes (hyperparameter names are Paddle's, except that Lamb's
 `lamb_weight_decay` is called `weight_decay` here like everywhere else). qhm, qhadam, lion, adabelief and
-lookahead are written from scratch in this package, one file each. Every optimizer returned supports
-step, clear_grad, set_lr, get_lr, state_dict and set_state_dict; state dicts are keyed by parameter
-position (see base.py), so they load in another process and into a model whose parameter names differ
-(same parameters in the same order and shapes; anything else is a clear ValueError).
-
-`weight_decay` means coupled L2 (added to the gradient) for sgd, momentum, rmsprop, adam, adadelta,
-adagrad, adamax, qhm and qhadam, and decoupled decay (θ ← θ − lr·λ·θ) for adamw, lamb, lion and adabelief.
+lookahead are written from scratch in this package, one file each, the update rule in the paper's symbols.
+This module is the one home of the defaults (DEFAULTS, each value with its source: the classes take no
+defaults of their own) and of which optimizers decay decoupled (DECOUPLED). Every optimizer returned
+supports step, clear_grad, set_lr, get_lr, state_dict and set_state_dict, in the portable state format
+of base.py.
 
 The defaults are chosen so that no optimizer diverges or stalls on the default profile (smallcnn, 64 px,
 batch 64, a few epochs, cosine decay): one learning rate for all does not work (RMSProp and Adadelta
@@ -176,8 +174,12 @@ _BUILTINS = {
                        "weight_decay": _c.nonnegative}, {"weight_decay": "lamb_weight_decay"}),
 }
 _FIXED = {"lamb": {"always_adapt": True}}
-_DECOUPLED = ("adamw", "lamb")  # Paddle takes their weight_decay as a plain coefficient, not an L2 regularizer
 _OURS = {"qhm": QHM, "qhadam": QHAdam, "lion": Lion, "adabelief": AdaBelief}
+
+# `weight_decay` is coupled L2 (λθ added to the gradient before the rule) for every optimizer except these,
+# which decay decoupled (θ ← θ − η·λ·θ, outside the rule; Lamb's λθ enters the trust ratio), as their
+# papers have it. Paddle's AdamW and Lamb take weight_decay as that coefficient; ours say so in DECOUPLED.
+DECOUPLED = tuple(n for n in NAMES if n in ("adamw", "lamb") or getattr(_OURS.get(n), "DECOUPLED", False))
 
 
 def _portable(cls):
@@ -193,7 +195,8 @@ def _takes(name: str) -> tuple[str, ...]:
         return ("inner", "k", "alpha")
     if name in _BUILTINS:
         return tuple(_BUILTINS[name][1])
-    return tuple(p for p in inspect.signature(_OURS[name]).parameters if p not in ("parameters", "name"))
+    params = inspect.signature(_OURS[name]).parameters.values()  # hyperparameters: the required keywords
+    return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty)
 
 
 def hyperparams(name: str, profile: str = "scratch", **overrides) -> dict:
@@ -229,9 +232,9 @@ def create(name: str, parameters, **overrides) -> paddle.optimizer.Optimizer:
         return _OURS[name](parameters, **hp)
     _, checks, rename = _BUILTINS[name]
     kwargs = {rename.get(k, k): checks[k](k, v) for k, v in hp.items()}
-    if name not in _DECOUPLED:
+    if name not in DECOUPLED:
         kwargs["weight_decay"] = kwargs["weight_decay"] or None  # 0: no L2 regularizer op at all
     return _CLASSES[name](parameters=parameters, **kwargs, **_FIXED.get(name, {}))
 
 
-__all__ = ["DEFAULTS", "NAMES", "PROFILES", "create", "hyperparams", "QHM", "QHAdam", "Lion", "AdaBelief", "Lookahead"]
+__all__ = ["DECOUPLED", "DEFAULTS", "NAMES", "PROFILES", "create", "hyperparams", "QHM", "QHAdam", "Lion", "AdaBelief", "Lookahead"]

@@ -1,7 +1,8 @@
 """Two-dimensional test functions and a driver that runs a registry optimizer on them.
 
-Used by the convergence tests (tests/test_optimizers_convergence.py) and by train/visualize_optimizers.py,
-so both read the same per-optimizer learning rates from TOY_SETTINGS. The optimizers are the real ones
+Used by the convergence tests (tests/test_optimizers_convergence.py) and by docs/tools/visualize_optimizers.py,
+so both read the same per-optimizer learning rates from TOY_SETTINGS. Not part of the optimizer package:
+toy functions for pictures and smoke tests. The optimizers are the real ones
 from the registry (Paddle tensors, `create(...)`, `set_lr`, `step`); only the gradient of the 2-D function
 is computed in numpy, because autograd for two numbers would cost more than the step being exercised.
 """
@@ -54,8 +55,8 @@ LANDSCAPES = {
 # quadratic, rosenbrock: tuned once so that every optimizer reaches the minimum within the tolerance
 #   (tests/test_optimizers_convergence.py); the step counts say how hard Rosenbrock's valley is for each.
 # rastrigin (plots only): the rate, from a 46-point log grid over [1e-4, 3], whose 300-step path ended
-#   nearest the global minimum in the numpy reference rules. Which basin a path ends in is chaotic: the
-#   float differences of the Paddle run are enough to send some paths to another basin.
+#   nearest the global minimum with the numpy oracle's rules (tests/test_optimizers_reference.py). Which
+#   basin a path ends in is chaotic: the float differences of the Paddle run send some paths to another basin.
 TOY_SETTINGS: dict[str, dict[str, tuple[float, int]]] = {
     "sgd":       {"quadratic": (0.15, 200), "rosenbrock": (0.0026, 10000), "rastrigin": (0.0123, 300)},
     "momentum":  {"quadratic": (0.04, 200), "rosenbrock": (0.0026, 1000), "rastrigin": (0.00618, 300)},
