@@ -193,7 +193,7 @@ def test_decode_cache_is_reused(kaggle_fixture, tmp_path):
     ("train/run_all.py", ["--data", "--optimizers", "--epochs", "--out", "--seed", "--device", "--tune", "--seeds", "--parallel"]),
     ("export/to_onnx.py", ["--run", "--optimizers", "--opset", "--force", "--device"]),
     ("serve/app.py", ["--manifest", "--port", "--backend", "--host"]),
-    ("train/visualize_optimizers.py", ["--out"]),
+    ("docs/tools/visualize_optimizers.py", ["--out"]),
 ])
 def test_every_entry_point_explains_its_flags(script, flags):
     p = run_cli(script, "--help")
