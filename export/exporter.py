@@ -31,7 +31,7 @@ from tqdm import tqdm
 import models
 from models import inference as backends
 from models.dataset import DatasetError, open_dataset
-from models.io import read_json, write_json
+from models.io import DamagedFile, read_json, remove_stale_temps, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
@@ -101,10 +101,18 @@ def open_run(run_dir: str, optimizers: list | None = None, winner_only: bool = F
         raise RunError(f"{run_dir} is not a run folder (no config.json): pass --run runs/<name> as written by train/run_all.py")
     try:
         config = read_json(cfg_path)
+    except DamagedFile as e:
+        raise RunError(f"{e}: the run's settings are lost, so it cannot be exported; run the training command that "
+                       f"made it again (train/run_all.py says how to recover)") from None
+    try:
         summary = read_json(os.path.join(run_dir, "results.json"), {}) or {}
-        results = summary.get("optimizers", {})
-    except ValueError as e:
-        raise RunError(f"{run_dir}: unreadable JSON ({e}); rerun train/run_all.py for this run") from None
+    except DamagedFile as e:
+        raise RunError(f"{e}; run the training command that made this run again: it rewrites results.json from "
+                       f"the optimizers' own files without training again") from None
+    if not isinstance(config, dict) or not isinstance(summary, dict):
+        raise RunError(f"{run_dir}: config.json or results.json is not what train/run_all.py writes; run the "
+                       f"training command that made this run again")
+    results = summary.get("optimizers", {})
     need = [k for k in ("model", "image_size", "classes", "data") if k not in config]
     if need:
         raise RunError(f"{cfg_path} lacks {', '.join(need)}: not a run written by train/run_all.py")
@@ -147,7 +155,7 @@ def dataset_of(config: dict) -> dict:
     """What the manifest says about the training data: its name, and whether it was generated pictures."""
     data = config.get("data") or {}
     notes = " ".join(str(n) for n in data.get("notes") or [])
-    synthetic = data.get("layout") == "synthetic" or "synthetic" in notes.lower()
+    synthetic = bool(data.get("synthetic")) or data.get("layout") == "synthetic" or "synthetic" in notes.lower()
     name = os.path.basename(str(data.get("root") or "").rstrip("/\\")) or "unknown"
     return {"name": name, "synthetic": synthetic}
 
@@ -435,6 +443,10 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
     todo = [n for n in run.checkpoints if not unchanged(n)]
     split = load_test_split(run, data_root, progress) if todo else None
     os.makedirs(out, exist_ok=True)
+    remove_stale_temps(out)  # a killed export's: atomic writes' temp files, and its working folders below
+    for f in os.listdir(out):
+        if (f.endswith(".tmp") or f.endswith(".old")) and f.startswith(".") and os.path.isdir(os.path.join(out, f)):
+            shutil.rmtree(os.path.join(out, f), ignore_errors=True)
     rows, output_name, provider, memo = [], (prev.get("output") or {}).get("name"), None, {}
     for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if progress and todo else True):
         if n not in todo:
