@@ -38,8 +38,21 @@ def pick_device(pref: str = "auto") -> str:
 INTERRUPTED = 130  # exit status of an entry point stopped by SIGTERM or Ctrl+C (128 + SIGINT, the shell's convention)
 
 
+_received: list[int] = []  # stop signals received by this process (on_stop_signals' default handler)
+
+
 def _interrupt(signum, frame):
+    _received.append(signum)
     raise KeyboardInterrupt
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt again if a stop signal arrived. Paddle turns an interrupt raised inside its own
+    code (jit.save's transformation, paddle.load) into a RuntimeError or ValueError: code that catches such
+    errors (a damaged file, one model's failure) calls this first, so that Ctrl+C stops instead of being
+    taken for a fault."""
+    if _received:
+        raise KeyboardInterrupt
 
 
 def on_stop_signals(handler=_interrupt) -> None:

@@ -24,6 +24,7 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
+from models import runtime
 from models.io import DamagedFile, read_json, save_paddle, write_json
 from train import distributed as D
 from train import optimizers
@@ -68,9 +69,10 @@ def resume_state(out: str, name: str) -> dict | None:
             return state
         why = "not a training state"
     except Exception as e:  # noqa: BLE001 - a damaged pickle makes paddle.load raise nearly anything
+        runtime.check_stop()  # an interrupt inside paddle.load is no damage: keep the file
         why = f"{type(e).__name__}"
     if D.is_main():
-        print(f"note: {name}: {os.path.basename(out)}/last.pdstate is unreadable ({why}); {name} trains again "
+        print(f"note: {name}: {path} is unreadable ({why}); {name} trains again "
               f"from epoch 1 (no earlier state is kept)", file=sys.stderr)
         for f in ("last.pdstate", "best.pdparams", "history.json", "test_predictions.json"):
             if os.path.exists(os.path.join(out, f)):
@@ -99,6 +101,7 @@ def history(out: str, name: str) -> list[dict]:
     try:
         rows = paddle.load(last)["history"]
     except Exception as e:  # noqa: BLE001 - see resume_state
+        runtime.check_stop()
         print(f"note: {name}: {why}, and last.pdstate is unreadable too ({type(e).__name__}): {name} is left out "
               f"of compare.png (delete {out} to train it again)", file=sys.stderr)
         return []
@@ -270,6 +273,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     try:
         best_state = D.load_shared(os.path.join(out, "best.pdparams"))  # collective: every rank calls it
     except Exception as e:  # noqa: BLE001 - see resume_state; reported as this optimizer's failure
+        runtime.check_stop()
         raise ValueError(f"{name}/best.pdparams is unreadable ({type(e).__name__}); delete {out} to train {name} "
                          f"again") from None
     if best_state is not None:

@@ -146,12 +146,13 @@ def split_problems(splits: dict, classes, root: str) -> tuple[list[str], list[st
     cannot train or choose a checkpoint; a split that lacks a class is worth a line (its accuracy says
     nothing about that class)."""
     errors, warnings = [], []
-    where = {"train": "train", "val": "validation (is_validation=1 rows, or DIR/val/<class>/)",
-             "test": "test (is_final_validation=1 rows, or DIR/test/<class>/)"}
+    where = {"train": "rows with neither is_validation nor is_final_validation; folder layout: DIR/train/<class>/",
+             "val": "rows with is_validation=1; folder layout: DIR/val/<class>/",
+             "test": "rows with is_final_validation=1; folder layout: DIR/test/<class>/, or every other val image"}
     for sp in ("train", "val", "test"):
         labels = splits[sp].labels
         if len(labels) == 0:
-            errors.append(f"the {where[sp]} split of {root} has no images: "
+            errors.append(f"the {sp} split of {root} has no images (Kaggle layout: {where[sp]}): "
                           + {"train": "nothing to train on", "val": "nothing to choose the best checkpoint on",
                              "test": "nothing to measure the chosen model on"}[sp])
             continue
@@ -339,6 +340,7 @@ def sweep(args) -> int:
                     tune.train_seeds(name, run, hps[name], args=args, splits=splits,
                                      position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
             except FAILURES as e:
+                models.runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
                 if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
                     print(f"error: {name}: {failure(e)}; stopping every rank (run the same command again to resume)",
                           file=sys.stderr)
