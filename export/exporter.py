@@ -99,19 +99,21 @@ def open_run(run_dir: str, optimizers: list | None = None, winner_only: bool = F
         raise RunError(f"run folder {run_dir} does not exist: pass --run runs/<name>, or omit --run for the newest run")
     if not os.path.isfile(cfg_path):
         raise RunError(f"{run_dir} is not a run folder (no config.json): pass --run runs/<name> as written by train/run_all.py")
+    results_path = os.path.join(run_dir, "results.json")
     try:
         config = read_json(cfg_path)
+        if not isinstance(config, dict):
+            raise DamagedFile(f"{cfg_path} is unreadable (not a run's settings)")
     except DamagedFile as e:
         raise RunError(f"{e}: the run's settings are lost, so it cannot be exported; run the training command that "
                        f"made it again (train/run_all.py says how to recover)") from None
     try:
-        summary = read_json(os.path.join(run_dir, "results.json"), {}) or {}
+        summary = read_json(results_path, {}) or {}
+        if not isinstance(summary, dict):
+            raise DamagedFile(f"{results_path} is unreadable (not a run's results)")
     except DamagedFile as e:
         raise RunError(f"{e}; run the training command that made this run again: it rewrites results.json from "
                        f"the optimizers' own files without training again") from None
-    if not isinstance(config, dict) or not isinstance(summary, dict):
-        raise RunError(f"{run_dir}: config.json or results.json is not what train/run_all.py writes; run the "
-                       f"training command that made this run again")
     results = summary.get("optimizers", {})
     need = [k for k in ("model", "image_size", "classes", "data") if k not in config]
     if need:

@@ -44,14 +44,15 @@ def failure(e: BaseException) -> str:
     return f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
-def _finished(out: str, name: str) -> dict | None:
+def finished(out: str, name: str) -> dict | None:
     """The optimizer's result.json (it is done), or None; a damaged one is set aside (the epochs resume)."""
     path = os.path.join(out, "result.json")
     try:
         return read_json(path)
     except DamagedFile as e:
-        print(f"note: {name}: {e}; it is made again from {name}'s saved epochs", file=sys.stderr)
-        os.remove(path)
+        if D.is_main():  # the one rank that writes the run directory
+            print(f"note: {name}: {e}; it is made again from {name}'s saved epochs", file=sys.stderr)
+            os.remove(path)
         return None
 
 
@@ -195,7 +196,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     with that status (learning-rate trials stop clearly worse runs early). Without a "test" split the
     test metrics stay None (trials are chosen on validation accuracy only)."""
     main = D.is_main()
-    done = D.share(_finished(out, name) if main else None)
+    done = D.share(finished(out, name) if main else None)
     if done is not None:
         return done
     if main:
