@@ -150,6 +150,7 @@ def test_bad_arguments_get_one_line_errors(args, message, tmp_path):
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
 
 
+@pytest.mark.skipif(not os.path.isfile(KAGGLE_LABELS), reason="needs ../shared/data/bee_vs_wasp/labels.csv (the real label file), absent here")
 def test_kaggle_splits_of_the_real_label_file(tmp_path):
     """The official splits and classes of the real 11,421-row labels.csv (empty stand-in image files)."""
     from models.dataset import open_dataset
