@@ -119,8 +119,8 @@ def test_a_diverging_optimizer_is_marked_and_the_sweep_goes_on(kaggle_fixture, t
 def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_path):
     """What a user runs: the default profile (ImageNet EfficientNet-Lite0; on a CPU a new head on cached
     features), every optimizer, on real ants/bees photos. Always answering "bees" scores 41/76 = 53.9 %."""
-    out = str(tmp_path / "hym")
-    p = run_cli("train/run_all.py", "--data", HYMENOPTERA, "--out", out)
+    out, cache = str(tmp_path / "hym"), str(tmp_path / "cache")  # a cache of its own: other tests extract these features too
+    p = run_cli("train/run_all.py", "--data", HYMENOPTERA, "--out", out, "--cache-dir", cache)
     cfg = load(os.path.join(out, "config.json"))
     assert cfg["classes"] == ["ants", "bees"] and cfg["model"] == "efficientnet_lite0" and cfg["finetune"] == "head"
     assert cfg["data"]["skipped"] == []  # every real photo (and the GIF) decodes
@@ -133,7 +133,7 @@ def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_p
     assert "Traceback" not in p.stderr
     assert cfg["data"]["features"]["cache_hit"] is False and cfg["data"]["features"]["images"] == 245 * 2 + 77 + 76
     other = str(tmp_path / "other")  # another run on the same data and backbone reads the same features
-    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "sgd", "--out", other)
+    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "sgd", "--out", other, "--cache-dir", cache)
     assert load(os.path.join(other, "config.json"))["data"]["features"]["cache_hit"] is True
 
 

@@ -8,10 +8,10 @@ by the same preprocessing; a split that carries cached features of a frozen netw
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -121,7 +121,7 @@ def load_splits(ds: Dataset, spec: Preprocessing, cache_dir: str, workers: int =
         splits = None if meta is None else _open_cache(folder, meta, spec.size)
     except (CacheDamaged, DamagedFile) as e:
         print(f"note: the decoded-image cache {folder} is damaged ({e}); decoding the images again", file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)
+        forget(folder)
         meta = splits = None
     hit = splits is not None
     if not hit:
@@ -132,6 +132,13 @@ def load_splits(ds: Dataset, spec: Preprocessing, cache_dir: str, workers: int =
 
 class CacheDamaged(Exception):
     """A cache folder whose files are truncated, unreadable or inconsistent (it is rebuilt)."""
+
+
+def forget(folder: str) -> None:
+    """Mark a damaged cache folder incomplete (its meta.json, written last, goes); building it again replaces
+    every file atomically, so processes that share it (data-parallel ranks) never see a folder vanish."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, "meta.json"))
 
 
 def load_array(path: str, mmap: bool = False) -> np.ndarray:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from models import inference
 from models.efficientnet import NUM_BLOCKS, Frozen, frozen_sha
 from models.io import DamagedFile, atomic_path, read_json, temp_dir, write_json
-from train.data import SPLITS, CacheDamaged, Split, load_array
+from train.data import SPLITS, CacheDamaged, Split, forget, load_array
 
 VERSION = 1  # bump when what is cached changes
 AUGMENTATION = "hflip"
@@ -49,7 +49,7 @@ def attach(splits: dict[str, Split], net, cut: int, spec, fingerprint: str, cach
         found = None if meta is None else _open(folder, splits, meta)
     except (CacheDamaged, DamagedFile) as e:
         print(f"note: the feature cache {folder} is damaged ({e}); computing the features again", file=sys.stderr)
-        shutil.rmtree(folder, ignore_errors=True)
+        forget(folder)
         found = None
     hit = found is not None
     if not hit:
