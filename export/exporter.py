@@ -31,7 +31,7 @@ from tqdm import tqdm
 import models
 from models import inference as backends
 from models.dataset import DatasetError, open_dataset
-from models.io import read_json, write_json
+from models.io import DamagedFile, read_json, remove_stale_temps, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
@@ -99,12 +99,22 @@ def open_run(run_dir: str, optimizers: list | None = None, winner_only: bool = F
         raise RunError(f"run folder {run_dir} does not exist: pass --run runs/<name>, or omit --run for the newest run")
     if not os.path.isfile(cfg_path):
         raise RunError(f"{run_dir} is not a run folder (no config.json): pass --run runs/<name> as written by train/run_all.py")
+    results_path = os.path.join(run_dir, "results.json")
     try:
         config = read_json(cfg_path)
-        summary = read_json(os.path.join(run_dir, "results.json"), {}) or {}
-        results = summary.get("optimizers", {})
-    except ValueError as e:
-        raise RunError(f"{run_dir}: unreadable JSON ({e}); rerun train/run_all.py for this run") from None
+        if not isinstance(config, dict):
+            raise DamagedFile(f"{cfg_path} is unreadable (not a run's settings)")
+    except DamagedFile as e:
+        raise RunError(f"{e}: the run's settings are lost, so it cannot be exported; run the training command that "
+                       f"made it again (train/run_all.py says how to recover)") from None
+    try:
+        summary = read_json(results_path, {}) or {}
+        if not isinstance(summary, dict):
+            raise DamagedFile(f"{results_path} is unreadable (not a run's results)")
+    except DamagedFile as e:
+        raise RunError(f"{e}; run the training command that made this run again: it rewrites results.json from "
+                       f"the optimizers' own files without training again") from None
+    results = summary.get("optimizers", {})
     need = [k for k in ("model", "image_size", "classes", "data") if k not in config]
     if need:
         raise RunError(f"{cfg_path} lacks {', '.join(need)}: not a run written by train/run_all.py")
@@ -147,7 +157,7 @@ def dataset_of(config: dict) -> dict:
     """What the manifest says about the training data: its name, and whether it was generated pictures."""
     data = config.get("data") or {}
     notes = " ".join(str(n) for n in data.get("notes") or [])
-    synthetic = data.get("layout") == "synthetic" or "synthetic" in notes.lower()
+    synthetic = bool(data.get("synthetic")) or data.get("layout") == "synthetic" or "synthetic" in notes.lower()
     name = os.path.basename(str(data.get("root") or "").rstrip("/\\")) or "unknown"
     return {"name": name, "synthetic": synthetic}
 
@@ -238,6 +248,7 @@ def load_network(run: Run, name: str) -> backends.Softmax:
     try:
         state = paddle.load(path)
     except Exception as e:  # noqa: BLE001 - paddle.load raises many types on a damaged file; reported per model
+        models.runtime.check_stop()
         raise ModelFailed(f"failed: {rel} is not a readable checkpoint ({type(e).__name__}); "
                           f"retrain {name} or remove its folder") from None
     net = models.build_model(run.config["model"], len(run.classes), image_size=run.size)
@@ -436,6 +447,10 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
     todo = [n for n in run.checkpoints if not unchanged(n)]
     split = load_test_split(run, data_root, progress) if todo else None
     os.makedirs(out, exist_ok=True)
+    remove_stale_temps(out)  # a killed export's: atomic writes' temp files, and its working folders below
+    for f in os.listdir(out):
+        if (f.endswith(".tmp") or f.endswith(".old")) and f.startswith(".") and os.path.isdir(os.path.join(out, f)):
+            shutil.rmtree(os.path.join(out, f), ignore_errors=True)
     rows, output_name, provider, memo = [], (prev.get("output") or {}).get("name"), None, {}
     for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if progress and todo else True):
         if n not in todo:
@@ -444,8 +459,10 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
         try:
             entry, provider, output_name = export_model(run, n, out, split, device, opset, bench_s, memo)
         except ModelFailed as e:
+            models.runtime.check_stop()  # paddle2onnx killed by Ctrl+C is not this model's fault
             entry = {"status": str(e)}
         except Exception as e:  # noqa: BLE001 - an unexpected error in one model must not stop the others; it is its status
+            models.runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
             entry = {"status": f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
         shutil.rmtree(os.path.join(out, f".{n}.tmp"), ignore_errors=True)
         res = run.results.get(n, {})

@@ -17,7 +17,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import models  # noqa: E402,F401  (first: quiets Paddle)
+import models  # noqa: E402  (first: quiets Paddle)
 from export import exporter  # noqa: E402
 from models import inference as backends  # noqa: E402
 from serve.text import pct  # noqa: E402  (the one percentage format; belongs in models/)
@@ -67,6 +67,16 @@ def print_table(report: exporter.Report) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    models.runtime.on_stop_signals()  # SIGTERM and Ctrl+C: KeyboardInterrupt, no Paddle FatalError block
+    try:
+        return export(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: the manifest is written once every model is done; run the same command again to resume",
+              file=sys.stderr)
+        return models.runtime.INTERRUPTED
+
+
+def export(args) -> int:
     try:
         device = backends.choose_device(args.device, args.threads)
         run_dir = args.run or exporter.newest_run(args.runs)
@@ -74,6 +84,10 @@ def main(argv=None) -> int:
         report = exporter.export_run(run_dir, opts, args.opset, args.force, device, args.data, winner_only=args.winner)
     except (exporter.RunError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, permissions: one line, not a traceback
+        print(f"error: {e.strerror or e}{f': {e.filename}' if e.filename else ''}; fix that and run the same "
+              f"command again", file=sys.stderr)
         return 2
     for note in report.run.notes:
         print(f"note: {note}")

@@ -52,11 +52,18 @@ class Dataset:
         return out
 
     def fingerprint(self) -> str:
-        """Hash of every sample's relative path, label, split, byte size and mtime: changes when any file does."""
+        """Hash of every sample's relative path, label, split, byte size and mtime: changes when any file does.
+
+        The files decide it, not how the dataset was opened (`--data synthetic` and `--data DIR` of the same
+        folder give the same fingerprint). A file gone since it was listed counts as such instead of failing."""
         h = hashlib.sha256(f"{self.layout}|{','.join(self.classes)}".encode())
         for s in self.samples:
-            st = os.stat(s.path)
-            h.update(f"\n{os.path.relpath(s.path, self.root)}|{s.label}|{s.split}|{st.st_size}|{st.st_mtime_ns}".encode())
+            try:
+                st = os.stat(s.path)
+                seen = f"{st.st_size}|{st.st_mtime_ns}"
+            except OSError:  # removed, or turned into a dangling link / link loop since listing
+                seen = "unreadable"
+            h.update(f"\n{os.path.relpath(s.path, self.root)}|{s.label}|{s.split}|{seen}".encode())
         return h.hexdigest()[:16]
 
 
@@ -93,6 +100,11 @@ def kaggle_rows(labels_csv: str) -> list[tuple[str, int, str]]:
 def open_dataset(root: str) -> Dataset:
     root = os.path.abspath(os.path.expanduser(root))
     if not os.path.isdir(root):
+        if os.path.exists(root):
+            raise DatasetError(f"{root} is a file, not a dataset folder: give the folder that holds labels.csv "
+                               f"(Kaggle layout) or train/ and val/ (folder layout)")
+        if os.path.lexists(root):
+            raise DatasetError(f"dataset folder {root} is a broken link (it points nowhere, or to itself)")
         raise DatasetError(f"dataset folder {root} does not exist")
     labels = find_labels_csv(root)
     if labels:
@@ -109,8 +121,12 @@ def open_dataset(root: str) -> Dataset:
     raise DatasetError(f"{root}: no labels.csv (Kaggle layout) and no train/ folder (folder layout)")
 
 
-def _list_images(d: str) -> list[str]:
-    return sorted(os.path.join(d, f) for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."))
+def _list_images(d: str) -> tuple[list[str], list[str]]:
+    """(image files in folder d, sorted; entries with an image name that are no readable file: dangling
+    links, link loops, folders)."""
+    names = sorted(f for f in os.listdir(d) if f.lower().endswith(IMAGE_EXTS) and not f.startswith("."))
+    found = [os.path.join(d, f) for f in names]
+    return [p for p in found if os.path.isfile(p)], [p for p in found if not os.path.isfile(p)]
 
 
 def _open_folders(root: str) -> Dataset:
@@ -119,15 +135,16 @@ def _open_folders(root: str) -> Dataset:
         raise DatasetError(f"{root}/train needs one folder per class (found {len(classes)})")
     if not os.path.isdir(os.path.join(root, "val")):
         raise DatasetError(f"{root} has train/ but no val/ folder")
-    samples, notes = [], []
+    samples, missing, notes = [], [], []
     has_test = os.path.isdir(os.path.join(root, "test"))
     for split in SPLITS if has_test else ("train", "val"):
         for label, c in enumerate(classes):
             d = os.path.join(root, split, c)
-            files = _list_images(d) if os.path.isdir(d) else []
+            files, broken = _list_images(d) if os.path.isdir(d) else ([], [])
+            missing += [os.path.relpath(p, root) for p in broken]
             for i, p in enumerate(files):
                 sp = "test" if (not has_test and split == "val" and i % 2 == 1) else split
                 samples.append(Sample(p, label, sp))
     if not has_test:
         notes.append("no test/ folder: every other val image (per class, sorted by name) is held out as the test split")
-    return Dataset(root, "folders", classes, samples, [], notes)
+    return Dataset(root, "folders", classes, samples, missing, notes)

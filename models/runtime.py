@@ -1,4 +1,4 @@
-"""Process-wide runtime set-up shared by every entry point: quiet logs and device choice.
+"""Process-wide runtime set-up shared by every entry point: quiet logs, device choice, stop signals.
 
 Imported by models/__init__ before paddle, so glog noise and Paddle's import-time warnings never
 reach a user's terminal.
@@ -33,3 +33,70 @@ def pick_device(pref: str = "auto") -> str:
     dev = "gpu:0" if has_gpu and pref != "cpu" else "cpu"
     paddle.set_device(dev)
     return dev
+
+
+INTERRUPTED = 130  # exit status of an entry point stopped by SIGTERM or Ctrl+C (128 + SIGINT, the shell's convention)
+
+
+_received: list[int] = []  # stop signals received by this process (on_stop_signals' default handler)
+
+
+def _interrupt(signum, frame):
+    _received.append(signum)
+    raise KeyboardInterrupt
+
+
+def check_stop() -> None:
+    """Raise KeyboardInterrupt again if a stop signal arrived. Paddle turns an interrupt raised inside its own
+    code (jit.save's transformation, paddle.load) into a RuntimeError or ValueError: code that catches such
+    errors (a damaged file, one model's failure) calls this first, so that Ctrl+C stops instead of being
+    taken for a fault."""
+    if _received:
+        raise KeyboardInterrupt
+
+
+def on_stop_signals(handler=_interrupt) -> None:
+    """Route SIGTERM and SIGINT (Ctrl+C) to `handler` (default: raise KeyboardInterrupt in the main thread),
+    with Paddle's own C++ handlers switched off: they print a 'FatalError: Termination signal' block and
+    abort. Every entry point calls it first thing in main() (paddle is imported by then, via `models`)."""
+    import signal
+
+    import paddle
+
+    paddle.disable_signal_handler()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+
+
+def helper_signals() -> None:
+    """For helper processes forked by an entry point (image decoders): Ctrl+C, which the terminal sends to
+    the whole process group, is left to the parent (it stops them); SIGTERM ends them at once, quietly."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def die_with_parent(parent: int) -> None:
+    """Make this (child) process end when `parent` does, even when the parent is killed with SIGKILL and
+    cannot clean up: Linux prctl(PR_SET_PDEATHSIG, SIGKILL); elsewhere a daemon thread polls getppid()."""
+    import signal
+    import sys
+    import threading
+    import time
+
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(1, int(signal.SIGKILL), 0, 0, 0) == 0:  # 1 = PR_SET_PDEATHSIG
+            if os.getppid() != parent:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()

@@ -16,7 +16,6 @@ import logging
 import os
 import re
 import shutil
-import signal
 import sys
 import tempfile
 import threading
@@ -25,7 +24,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-import models  # noqa: E402,F401  (first: quiets Paddle)
+import models  # noqa: E402  (first: quiets Paddle)
 from serve.engines import BACKENDS, Engines, cpu_threads  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
 
@@ -58,12 +57,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT (Ctrl+C), in place of Paddle's C++ handlers (which print a
     'FatalError: Termination signal' block and abort) and Python's KeyboardInterrupt."""
-    import paddle
-
-    paddle.disable_signal_handler()
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    models.runtime.on_stop_signals(lambda *_: stop.set())
     return stop
 
 

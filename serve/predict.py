@@ -133,4 +133,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    models.runtime.on_stop_signals()
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("serve/predict.py: interrupted", file=sys.stderr)
+        sys.exit(models.runtime.INTERRUPTED)

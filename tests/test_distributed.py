@@ -273,8 +273,10 @@ def test_parallel_must_be_positive(tmp_path):
 
 def test_parallel_reports_a_failing_optimizer_like_the_sequential_sweep(kaggle_fixture, tmp_path):
     args = ["train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", "--lr", "adam=-1", *TINY]
-    seq = run_cli(*args, "--out", tmp_path / "seq")
-    par = run_cli(*args, "--out", tmp_path / "par", "--parallel", "2")
+    seq = run_cli(*args, "--out", tmp_path / "seq", check=False)
+    par = run_cli(*args, "--out", tmp_path / "par", "--parallel", "2", check=False)
+    assert seq.returncode == par.returncode == 1  # a failed optimizer: exit status 1, summed up at the end
+    assert "1 of 1 optimizer(s) failed:" in seq.stderr and "1 of 1 optimizer(s) failed:" in par.stderr
     a = load(tmp_path / "seq" / "results.json")["optimizers"]["adam"]["status"]
     b = load(tmp_path / "par" / "results.json")["optimizers"]["adam"]["status"]
     assert a == b and a.startswith("failed: ValueError") and "learning_rate" in a

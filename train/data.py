@@ -8,6 +8,7 @@ by the same preprocessing; a split that carries cached features of a frozen netw
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -21,25 +22,32 @@ from tqdm import tqdm
 
 from models import ImageError, Preprocessing
 from models.dataset import SPLITS, Dataset, DatasetError, open_dataset
-from models.io import atomic_path, read_json, write_json
+from models.io import DamagedFile, atomic_path, read_json, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(ROOT, "data", "kaggle_bee_vs_wasp")
-SYNTHETIC_DATA = os.path.join(ROOT, "data", "synthetic")
+SYNTHETIC = "synthetic"  # folder of the generated dataset in the cache directory
 KAGGLE_HANDLE = "jerzydziewierz/bee-vs-wasp"
 CACHE_VERSION = 2  # bump when Preprocessing.load_array changes what it returns
+SYNTHETIC_MTIME_NS = 946684800 * 10**9  # 2000-01-01: the generated files' modification time
+SYNTHETIC_NOTE = "SYNTHETIC generated pictures (stripes and blobs), not insects: a smoke run only"
 
 
-def resolve(spec: str | None) -> tuple[Dataset, str]:
-    """--data value -> (Dataset, layout note). None: data/kaggle_bee_vs_wasp, else a kagglehub download."""
+def resolve(spec: str | None, cache_dir: str | None = None) -> tuple[Dataset, str]:
+    """--data value -> (Dataset, layout note). None: data/kaggle_bee_vs_wasp, else a kagglehub download.
+    'synthetic': generated once into <cache_dir>/synthetic/ (default cache: models.cache_root()), an ordinary
+    Kaggle-layout folder: its fingerprint is the same however it is opened later (export reads the folder)."""
     if spec == "synthetic":
+        from models import cache_root
         from train.synthetic import make_dataset
 
-        if not os.path.exists(os.path.join(SYNTHETIC_DATA, "labels.csv")):
-            make_dataset(SYNTHETIC_DATA, n_per_class=250, seed=0)
-        ds = open_dataset(SYNTHETIC_DATA)
-        ds.layout = "synthetic"
-        return ds, "SYNTHETIC generated pictures (stripes and blobs), not insects: a smoke run only"
+        folder = os.path.join(cache_dir or cache_root(), SYNTHETIC)
+        if not os.path.exists(os.path.join(folder, "labels.csv")):  # written last: the set is complete
+            make_dataset(folder, n_per_class=250, seed=0)
+            ds = open_dataset(folder)
+            for s in ds.samples:  # same pictures, same times: a set made again (cache deleted) keeps its fingerprint
+                os.utime(s.path, ns=(SYNTHETIC_MTIME_NS, SYNTHETIC_MTIME_NS))
+        return open_dataset(folder), SYNTHETIC_NOTE
     if spec is None:
         spec = DEFAULT_DATA if os.path.isdir(DEFAULT_DATA) else _download()
     return open_dataset(spec), ""
@@ -92,32 +100,84 @@ def _decode(args):
         return None, str(e)
 
 
+def _decoder_init(parent: int) -> None:
+    """Decode workers end with the process that started them, even one killed with SIGKILL, and leave
+    Ctrl+C to it (the terminal sends it to every process of the group)."""
+    from models import runtime
+
+    runtime.die_with_parent(parent)
+    runtime.helper_signals()
+
+
 def load_splits(ds: Dataset, spec: Preprocessing, cache_dir: str, workers: int = 0) -> tuple[dict[str, Split], dict]:
-    """Decoded splits from the cache (built on first use). Returns (splits, info) where info has the
-    cache key, the skipped files with their reasons, and whether the cache was hit."""
+    """Decoded splits from the cache (built on first use; a damaged one is said so and built again).
+    Returns (splits, info) where info has the cache key, the skipped files with their reasons, and whether
+    the cache was hit."""
     what = json.dumps(spec.as_dict(), sort_keys=True)
     key = hashlib.sha256(f"{ds.fingerprint()}|{what}|{CACHE_VERSION}".encode()).hexdigest()[:16]
     folder = os.path.join(cache_dir, "images", key)
-    meta = read_json(os.path.join(folder, "meta.json"))
-    hit = meta is not None
+    try:
+        meta = read_json(os.path.join(folder, "meta.json"))
+        splits = None if meta is None else _open_cache(folder, meta, spec.size)
+    except (CacheDamaged, DamagedFile) as e:
+        print(f"note: the decoded-image cache {folder} is damaged ({e}); decoding the images again", file=sys.stderr)
+        forget(folder)
+        meta = splits = None
+    hit = splits is not None
     if not hit:
         meta = _build_cache(ds, spec, folder, workers)
-    # memory-mapped: data-parallel ranks on one machine share the page cache instead of one copy each
-    splits = {sp: Split(np.load(os.path.join(folder, f"{sp}_x.npy"), mmap_mode="r"), np.load(os.path.join(folder, f"{sp}_y.npy")))
-              for sp in SPLITS}
+        splits = _open_cache(folder, meta, spec.size)
     return splits, {"cache": folder, "cache_hit": hit, "skipped": meta["skipped"], "decode_seconds": meta.get("seconds")}
+
+
+class CacheDamaged(Exception):
+    """A cache folder whose files are truncated, unreadable or inconsistent (it is rebuilt)."""
+
+
+def forget(folder: str) -> None:
+    """Mark a damaged cache folder incomplete (its meta.json, written last, goes); building it again replaces
+    every file atomically, so processes that share it (data-parallel ranks) never see a folder vanish."""
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(folder, "meta.json"))
+
+
+def load_array(path: str, mmap: bool = False) -> np.ndarray:
+    """np.load of a cached array; CacheDamaged (naming the file) if it is absent, truncated or not an array."""
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # missing, truncated (mmap length, reshape), bad header
+        raise CacheDamaged(f"{os.path.basename(path)}: {type(e).__name__}: {(str(e).splitlines() or [''])[0][:80]}") from None
+
+
+def _open_cache(folder: str, meta: dict, size: int) -> dict[str, Split]:
+    """The cached splits, checked against each other and meta.json; CacheDamaged when anything is off.
+    Memory-mapped: data-parallel ranks on one machine share the page cache instead of one copy each."""
+    splits = {sp: Split(load_array(os.path.join(folder, f"{sp}_x.npy"), mmap=True), load_array(os.path.join(folder, f"{sp}_y.npy")))
+              for sp in SPLITS}
+    for sp, s in splits.items():
+        if s.images.shape[1:] != (size, size, 3) or s.images.dtype != np.uint8 or len(s.images) != len(s.labels):
+            raise CacheDamaged(f"{sp}: {len(s.labels)} labels for images of shape {s.images.shape}")
+    total = sum(len(s) for s in splits.values())
+    if not isinstance(meta, dict) or "skipped" not in meta or meta.get("images", total) != total:
+        raise CacheDamaged(f"meta.json does not describe these {total} images")
+    return splits
 
 
 def _build_cache(ds: Dataset, spec: Preprocessing, folder: str, workers: int) -> dict:
     workers = workers or min(4, os.cpu_count() or 1)
     skipped, size, t0 = [], spec.size, time.perf_counter()
     jobs = [(s.path, spec) for s in ds.samples]
-    with ProcessPoolExecutor(workers) as pool, tqdm(total=len(jobs), unit="img", desc=f"decode {size}px", leave=False,
-                                                    disable=None, file=sys.stderr) as bar:
-        results = []
-        for r in pool.map(_decode, jobs, chunksize=64):
-            results.append(r)
-            bar.update()
+    pool = ProcessPoolExecutor(workers, initializer=_decoder_init, initargs=(os.getpid(),))
+    try:
+        with tqdm(total=len(jobs), unit="img", desc=f"decode {size}px", leave=False, disable=None, file=sys.stderr) as bar:
+            results = []
+            for r in pool.map(_decode, jobs, chunksize=64):
+                results.append(r)
+                bar.update()
+    except BaseException:  # interrupted: drop the queued chunks instead of decoding them all first
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
     for sp in SPLITS:
         xs, ys = [], []
         for s, (arr, err) in zip(ds.samples, results):

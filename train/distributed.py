@@ -238,7 +238,7 @@ def worker_main(argv=None) -> int:
 
     cfg = read_json(os.path.join(args.run, "config.json"))
     device = models.runtime.pick_device(args.device)
-    ds, _ = resolve("synthetic" if cfg["data"]["layout"] == "synthetic" else cfg["data"]["root"])
+    ds, _ = resolve(cfg["data"]["root"])  # --data synthetic too: the parent generated it there
     setup, init_state = Setup.from_config(cfg), paddle.load(os.path.join(args.run, "init.pdparams"))
     splits, _ = features.load(ds, setup, init_state, args.cache_dir, device=device)  # the parent made both caches
     try:
@@ -254,7 +254,5 @@ def worker_main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import signal
-
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    models.runtime.on_stop_signals()  # the parent stops a worker with SIGTERM: 130, quietly
     sys.exit(worker_main())

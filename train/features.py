@@ -18,7 +18,6 @@ import os
 import queue
 import shutil
 import sys
-import tempfile
 import threading
 import time
 
@@ -27,8 +26,8 @@ from tqdm import tqdm
 
 from models import inference
 from models.efficientnet import NUM_BLOCKS, Frozen, frozen_sha
-from models.io import atomic_path, read_json, write_json
-from train.data import SPLITS, Split
+from models.io import DamagedFile, atomic_path, read_json, temp_dir, write_json
+from train.data import SPLITS, CacheDamaged, Split, forget, load_array
 
 VERSION = 1  # bump when what is cached changes
 AUGMENTATION = "hflip"
@@ -45,15 +44,36 @@ def attach(splits: dict[str, Split], net, cut: int, spec, fingerprint: str, cach
     """Add the frozen part's features to `splits` (computed on first use, then read memory-mapped).
     Returns info: cache folder, hit or not, extraction seconds and images/s."""
     folder = os.path.join(cache_dir, "features", cache_key(fingerprint, spec, cut, frozen_sha(net, cut)))
-    meta = read_json(os.path.join(folder, "meta.json"))
-    hit = meta is not None
+    try:
+        meta = read_json(os.path.join(folder, "meta.json"))
+        found = None if meta is None else _open(folder, splits, meta)
+    except (CacheDamaged, DamagedFile) as e:
+        print(f"note: the feature cache {folder} is damaged ({e}); computing the features again", file=sys.stderr)
+        forget(folder)
+        found = None
+    hit = found is not None
     if not hit:
         meta = _extract(splits, net, cut, spec, folder, device)
+        found = _open(folder, splits, meta)
     for sp, split in splits.items():
-        split.features = np.load(os.path.join(folder, f"{sp}.npy"), mmap_mode="r")
-        if sp == "train":
-            split.flipped = np.load(os.path.join(folder, f"{sp}_flipped.npy"), mmap_mode="r")
+        split.features, split.flipped = found[sp]
     return {"cache": folder, "cache_hit": hit, **{k: meta[k] for k in ("images", "seconds", "images_per_s", "engine")}}
+
+
+def _open(folder: str, splits: dict[str, Split], meta: dict) -> dict:
+    """split -> (features, flipped features or None), memory-mapped and checked against the images;
+    CacheDamaged when a file is truncated, unreadable or of another length."""
+    if not isinstance(meta, dict) or any(k not in meta for k in ("images", "seconds", "images_per_s", "engine")):
+        raise CacheDamaged("meta.json lacks what extraction writes")
+    out = {}
+    for sp, split in splits.items():
+        names = [f"{sp}.npy"] + ([f"{sp}_flipped.npy"] if sp == "train" else [])
+        arrays = [load_array(os.path.join(folder, n), mmap=True) for n in names]
+        for n, a in zip(names, arrays):
+            if len(a) != len(split) or (len(a) and a.ndim < 2):
+                raise CacheDamaged(f"{n} holds {len(a)} rows for {len(split)} images")
+        out[sp] = (arrays[0], arrays[1] if len(arrays) > 1 else None)
+    return out
 
 
 def frozen_runner(net, cut: int, size: int, workdir: str, device: str):
@@ -66,8 +86,7 @@ def frozen_runner(net, cut: int, size: int, workdir: str, device: str):
 
 
 def _extract(splits: dict[str, Split], net, cut: int, spec, folder: str, device: str) -> dict:
-    os.makedirs(folder, exist_ok=True)
-    work = tempfile.mkdtemp(prefix=".frozen-", dir=folder)
+    work = temp_dir(folder, "frozen")  # a killed extraction's is removed by the next run (remove_stale_temps)
     try:
         run = frozen_runner(net, cut, spec.size, work, device)
         jobs = [(sp, False) for sp in SPLITS if sp in splits] + [("train", True)]

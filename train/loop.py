@@ -24,7 +24,8 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
-from models.io import read_json, save_paddle, write_json
+from models import runtime
+from models.io import DamagedFile, read_json, save_paddle, write_json
 from train import distributed as D
 from train import optimizers
 from train.data import Split, batches, shard
@@ -41,6 +42,73 @@ class Diverged(Exception):
 def failure(e: BaseException) -> str:
     """The one-line status of an optimizer whose training raised one of FAILURES."""
     return f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+
+
+def finished(out: str, name: str) -> dict | None:
+    """The optimizer's result.json (it is done), or None; a damaged one is set aside (the epochs resume)."""
+    path = os.path.join(out, "result.json")
+    try:
+        return read_json(path)
+    except DamagedFile as e:
+        if D.is_main():  # the one rank that writes the run directory
+            print(f"note: {name}: {e}; it is made again from {name}'s saved epochs", file=sys.stderr)
+            os.remove(path)
+        return None
+
+
+STATE_KEYS = ("model", "optimizer", "epoch", "history", "best")
+
+
+def resume_state(out: str, name: str) -> dict | None:
+    """last.pdstate of `out` (every rank gets rank 0's), or None to start at epoch 1. A damaged one is said so
+    and removed with the files of those epochs (best checkpoint, history, test predictions): no earlier
+    epoch's state is kept, so the optimizer trains again from its first epoch."""
+    path = os.path.join(out, "last.pdstate")
+    try:
+        state = D.load_shared(path)
+        if state is None or (isinstance(state, dict) and all(k in state for k in STATE_KEYS)):
+            return state
+        why = "not a training state"
+    except Exception as e:  # noqa: BLE001 - a damaged pickle makes paddle.load raise nearly anything
+        runtime.check_stop()  # an interrupt inside paddle.load is no damage: keep the file
+        why = f"{type(e).__name__}"
+    if D.is_main():
+        print(f"note: {name}: {path} is unreadable ({why}); {name} trains again "
+              f"from epoch 1 (no earlier state is kept)", file=sys.stderr)
+        for f in ("last.pdstate", "best.pdparams", "history.json", "test_predictions.json"):
+            if os.path.exists(os.path.join(out, f)):
+                os.remove(os.path.join(out, f))
+    return None
+
+
+def history(out: str, name: str) -> list[dict]:
+    """The optimizer's history.json rows. A missing or damaged history.json is rebuilt from last.pdstate
+    (which holds the same rows) when that is readable, else reported; [] then (nothing to draw)."""
+    path = os.path.join(out, "history.json")
+    try:
+        rows = read_json(path)
+    except DamagedFile as e:
+        why, rows = str(e), None
+    else:
+        why = f"{path} is missing"
+    if rows is not None:
+        return rows
+    last = os.path.join(out, "last.pdstate")
+    if not os.path.isfile(last):
+        if os.path.isfile(os.path.join(out, "result.json")):  # finished once: its epochs are lost
+            print(f"note: {name}: {why}, and no last.pdstate to rebuild it from: {name} is left out of compare.png "
+                  f"(delete {out} to train it again)", file=sys.stderr)
+        return []
+    try:
+        rows = paddle.load(last)["history"]
+    except Exception as e:  # noqa: BLE001 - see resume_state
+        runtime.check_stop()
+        print(f"note: {name}: {why}, and last.pdstate is unreadable too ({type(e).__name__}): {name} is left out "
+              f"of compare.png (delete {out} to train it again)", file=sys.stderr)
+        return []
+    write_json(path, rows)
+    print(f"note: {name}: {why}; rebuilt it from last.pdstate ({len(rows)} epochs)", file=sys.stderr)
+    return rows
 
 
 def cosine_lr(base: float, epoch: int, epochs: int) -> float:
@@ -128,7 +196,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     with that status (learning-rate trials stop clearly worse runs early). Without a "test" split the
     test metrics stay None (trials are chosen on validation accuracy only)."""
     main = D.is_main()
-    done = D.share(read_json(os.path.join(out, "result.json")) if main else None)
+    done = D.share(finished(out, name) if main else None)
     if done is not None:
         return done
     if main:
@@ -140,7 +208,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
 
     start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
     last_path = os.path.join(out, "last.pdstate")
-    state = D.load_shared(last_path)
+    state = resume_state(out, name)
     if state is not None:
         whole.set_state_dict(state["model"])
         opt.set_state_dict(state["optimizer"])
@@ -203,7 +271,12 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
               "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
               "hyperparams": hyperparams}
-    best_state = D.load_shared(os.path.join(out, "best.pdparams"))  # collective: every rank calls it
+    try:
+        best_state = D.load_shared(os.path.join(out, "best.pdparams"))  # collective: every rank calls it
+    except Exception as e:  # noqa: BLE001 - see resume_state; reported as this optimizer's failure
+        runtime.check_stop()
+        raise ValueError(f"{name}/best.pdparams is unreadable ({type(e).__name__}); delete {out} to train {name} "
+                         f"again") from None
     if best_state is not None:
         result["best_val_acc"], result["best_epoch"] = best["val_acc"], best["epoch"]
         if "test" in splits:
@@ -220,7 +293,6 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     return result
 
 
-@paddle.no_grad()
 @paddle.no_grad()
 def probabilities(model, split: Split, spec, batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities (N x classes) of `model` on every input of `split`, in order (one process)."""

@@ -316,6 +316,8 @@ def plot_compare(histories: dict[str, list[dict]], path: str, status: dict | Non
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
     handles, colours = [], {}
     for i, (name, hist) in enumerate(sorted(histories.items())):
+        if not hist:  # no epoch on record (failed at once, or its history.json is lost): nothing to draw or name
+            continue
         ep = [h["epoch"] for h in hist]
         loss = [h["val_loss"] if h["val_loss"] is not None and math.isfinite(h["val_loss"]) and h["val_loss"] > 0 else np.nan for h in hist]
         st = (status or {}).get(name, "done")

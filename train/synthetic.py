@@ -68,8 +68,9 @@ def make_dataset(root: str, n_per_class: int = 60, seed: int = 0, extras: bool =
         os.makedirs(os.path.join(root, d), exist_ok=True)
     for rel, label, _ in rows:
         p = os.path.join(root, rel)
-        if not os.path.exists(p):
-            Image.fromarray(render(label, rng, w, h)).save(p, quality=quality)
+        if not os.path.exists(p):  # atomically: a killed generation leaves no half image behind
+            with atomic_path(p) as tmp:
+                Image.fromarray(render(label, rng, w, h)).save(tmp, format="JPEG", quality=quality)
     if extras:
         rows += _extras(root, rng, w, h)
     with atomic_path(os.path.join(root, "labels.csv")) as tmp, open(tmp, "w", newline="") as f:

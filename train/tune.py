@@ -184,9 +184,11 @@ def pending(run: str, name: str, args, centre_lr: float) -> bool:
     """Whether `name` still has a trial, a seed or a test-prediction file to make."""
     if args.tune and any(not os.path.exists(os.path.join(trial_dir(run, name, lr), "result.json")) for lr in grid(centre_lr)):
         return True
+    from train.loop import finished
+
     for s in range(args.seed, args.seed + args.seeds):
         folder = seed_dir(run, name, s, args.seed)
-        if not os.path.exists(os.path.join(folder, "result.json")):
+        if finished(folder, name) is None:  # not done (a damaged result.json is set aside: not done either)
             return True
         if os.path.exists(os.path.join(folder, "best.pdparams")) and not _has_probabilities(folder):
             return True

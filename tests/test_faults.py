@@ -1,0 +1,515 @@
+"""Faults a user meets, each probed through the command a user runs (train/run_all.py, export/to_onnx.py):
+damaged files, bad paths, a full disk, broken links, splits without a class, kill -9, SIGTERM and Ctrl+C.
+Each must end in a one-line error (exit 2), a named failure (exit 1), a clear recovery, or 130 when stopped;
+never a traceback, a Paddle "FatalError" block, or a silently wrong result.
+
+Tests that change a run work on a copy of the session's tiny run (tests/conftest.py); the ones that damage a
+cache use a cache folder of their own.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from conftest import ROOT, run_cli
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--model", "smallcnn", "--image-size", "32", "--batch-size", "16"]
+TINY = ["--optimizers", "sgd,adam", "--epochs", "3", *SMALL]  # the settings of conftest's tiny_run
+
+
+def load(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def sweep(data, out, *more, check=True, **kw):
+    return run_cli("train/run_all.py", "--data", data, *TINY, "--out", out, *more, check=check, **kw)
+
+
+def copy_run(tiny_run, dst) -> str:
+    return shutil.copytree(tiny_run, str(dst), ignore=shutil.ignore_patterns("export"))
+
+
+def clean(p):
+    """No traceback, no Paddle C++ error block."""
+    both = p.stdout + p.stderr
+    assert "Traceback" not in both and "FatalError" not in both and "C++ Traceback" not in both, both[-3000:]
+
+
+def one_line_error(p, *needles):
+    clean(p)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, p.stderr
+    for n in needles:
+        assert n in errors[0], errors[0]
+    return errors[0]
+
+
+def mtimes(run):
+    return {f: os.stat(os.path.join(run, f)).st_mtime_ns for f in ("results.json", "sgd/result.json", "adam/result.json",
+                                                                 "sgd/best.pdparams", "adam/last.pdstate")}
+
+
+def kaggle_copy(kaggle_fixture, dst, change) -> str:
+    """A copy of the fixture dataset whose labels.csv rows go through change(row) -> row."""
+    data = shutil.copytree(kaggle_fixture, str(dst))
+    labels = os.path.join(data, "labels.csv")
+    with open(labels, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(labels, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(change(dict(r)) for r in rows)
+    return data
+
+
+# ---- 1. a damaged config.json / results.json / result.json -------------------------------------------------
+
+@pytest.mark.parametrize("content", [b"\xff\xfe\x00\x9c garbage", b"", b"[1, 2, 3]\n"], ids=["binary", "empty", "not-settings"])
+def test_damaged_config_json_is_named_with_the_way_out_and_nothing_is_overwritten(tiny_run, kaggle_fixture, tmp_path, content):
+    run = copy_run(tiny_run, tmp_path / "run")
+    with open(os.path.join(run, "config.json"), "wb") as f:
+        f.write(content)
+    before = mtimes(run)
+    line = one_line_error(sweep(kaggle_fixture, run, check=False), "config.json is unreadable", "another --out",
+                          "delete just config.json")
+    assert content or "(empty)" in line
+    assert mtimes(run) == before  # the run's results are untouched
+    with open(os.path.join(run, "config.json"), "rb") as f:
+        assert f.read() == content
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, check=False), "config.json is unreadable",
+                   "run the training command that made it again")
+
+
+def test_recovery_from_a_damaged_config_json_keeps_the_trained_optimizers(tiny_run, kaggle_fixture, tmp_path):
+    """What the error says: the very command that made the run, after deleting config.json, trains nothing
+    again and the run exports."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    with open(os.path.join(run, "config.json"), "w") as f:
+        f.write('{"identity": {"epochs": 3')  # cut short
+    before = {k: v for k, v in mtimes(run).items() if k != "results.json"}
+    os.remove(os.path.join(run, "config.json"))
+    p = sweep(kaggle_fixture, run)
+    clean(p)
+    assert {k: v for k, v in mtimes(run).items() if k != "results.json"} == before  # nothing retrained
+    assert load(os.path.join(run, "config.json"))["identity"] == load(os.path.join(tiny_run, "config.json"))["identity"]
+    assert load(os.path.join(run, "results.json"))["optimizers"]["adam"]["test_acc"] == \
+        load(os.path.join(tiny_run, "results.json"))["optimizers"]["adam"]["test_acc"]
+
+
+def test_damaged_results_json_and_result_json(tiny_run, kaggle_fixture, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run")
+    with open(os.path.join(run, "results.json"), "w") as f:
+        f.write("{not json")
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, check=False), "results.json is unreadable",
+                   "rewrites results.json")
+    with open(os.path.join(run, "adam", "result.json"), "w") as f:
+        f.write('{"status": "do')
+    sgd_before = os.stat(os.path.join(run, "sgd", "result.json")).st_mtime_ns
+    p = sweep(kaggle_fixture, run)  # results.json is rewritten; adam's result.json is made again from its epochs
+    clean(p)
+    assert "adam/result.json is unreadable" in p.stderr and "made again from adam's saved epochs" in p.stderr
+    ref = load(os.path.join(tiny_run, "results.json"))["optimizers"]
+    got = load(os.path.join(run, "results.json"))["optimizers"]
+    for name in ("sgd", "adam"):
+        assert (got[name]["status"], got[name]["best_val_acc"], got[name]["test_acc"]) == \
+            (ref[name]["status"], ref[name]["best_val_acc"], ref[name]["test_acc"])
+    assert os.stat(os.path.join(run, "sgd", "result.json")).st_mtime_ns == sgd_before
+    assert len(load(os.path.join(run, "adam", "history.json"))) == 3  # not trained again
+
+
+# ---- 2. damaged caches are rebuilt ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", ["train_x.npy", "val_y.npy", "meta.json"])
+def test_a_damaged_decode_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path, damage):
+    cache = str(tmp_path / "cache")
+    first = str(tmp_path / "first")
+    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd", "--epochs", "1", *SMALL,
+            "--cache-dir", cache, "--out", first)
+    (key,) = os.listdir(os.path.join(cache, "images"))  # this test's own cache: one entry
+    folder = os.path.join(cache, "images", key)
+    path = os.path.join(folder, damage)
+    if damage.endswith(".npy"):
+        with open(path, "r+b") as f:
+            f.truncate(os.path.getsize(path) // 2)
+    else:
+        with open(path, "wb") as f:
+            f.write(b"\x00\x01")
+    second = str(tmp_path / "second")
+    p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd", "--epochs", "1", *SMALL,
+                "--cache-dir", cache, "--out", second)
+    clean(p)
+    notes = [ln for ln in p.stderr.splitlines() if "decoded-image cache" in ln]
+    assert len(notes) == 1 and "is damaged" in notes[0] and damage in notes[0] and "decoding the images again" in notes[0]
+    a, b = (load(os.path.join(r, "results.json"))["optimizers"]["sgd"] for r in (first, second))
+    assert (a["best_val_acc"], a["test_acc"], a["test_loss"]) == (b["best_val_acc"], b["test_acc"], b["test_loss"])
+    assert np.load(os.path.join(folder, "train_x.npy"), mmap_mode="r").shape[0] == load(os.path.join(second, "config.json"))["data"]["sizes"]["train"]
+
+
+def test_a_truncated_feature_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path):
+    """The default model's cached frozen-backbone features (efficientnet_lite0, head regime; 64 px to be quick)."""
+    cache = str(tmp_path / "cache")
+    args = ["--data", kaggle_fixture, "--optimizers", "adam", "--epochs", "1", "--image-size", "64", "--cache-dir", cache]
+    first = str(tmp_path / "first")
+    run_cli("train/run_all.py", *args, "--out", first)
+    folder = load(os.path.join(first, "config.json"))["data"]["features"]["cache"]
+    path = os.path.join(folder, "train_flipped.npy")
+    with open(path, "r+b") as f:
+        f.truncate(os.path.getsize(path) - 1000)
+    second = str(tmp_path / "second")
+    p = run_cli("train/run_all.py", *args, "--out", second)
+    clean(p)
+    notes = [ln for ln in p.stderr.splitlines() if "feature cache" in ln]
+    assert len(notes) == 1 and "train_flipped.npy" in notes[0] and "computing the features again" in notes[0]
+    assert load(os.path.join(second, "config.json"))["data"]["features"]["cache_hit"] is False
+    a, b = (load(os.path.join(r, "results.json"))["optimizers"]["adam"] for r in (first, second))
+    assert (a["best_val_acc"], a["test_acc"]) == (b["best_val_acc"], b["test_acc"])
+
+
+# ---- 3. broken links in the dataset; the fingerprint does not depend on how the data was opened --------------
+
+def _folder_dataset(root, n=6):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for sp in ("train", "val", "test"):
+        for c, colour in (("ants", (200, 40, 40)), ("bees", (40, 40, 200))):
+            d = os.path.join(root, sp, c)
+            os.makedirs(d)
+            for i in range(n):
+                img = np.clip(np.array(colour) + rng.normal(0, 20, (40, 40, 3)), 0, 255).astype(np.uint8)
+                Image.fromarray(img).save(os.path.join(d, f"{i}.jpg"))
+    return str(root)
+
+
+def test_link_loops_and_dangling_links_in_the_dataset_are_missing_files_not_a_crash(tmp_path):
+    data = _folder_dataset(tmp_path / "data")
+    os.symlink("loop.jpg", os.path.join(data, "train", "ants", "loop.jpg"))  # points at itself
+    os.symlink(str(tmp_path / "nowhere.jpg"), os.path.join(data, "train", "bees", "dangling.jpg"))
+    out = str(tmp_path / "run")
+    p = run_cli("train/run_all.py", "--data", data, "--optimizers", "sgd", "--epochs", "1", *SMALL, "--out", out)
+    clean(p)
+    cfg = load(os.path.join(out, "config.json"))
+    assert sorted(cfg["data"]["missing"]) == ["train/ants/loop.jpg", "train/bees/dangling.jpg"]
+    assert cfg["data"]["sizes"] == {"train": 12, "val": 12, "test": 12}
+    assert "2 missing image(s)" in p.stderr
+
+
+def test_a_synthetic_run_exports_without_a_dataset_changed_note_and_writes_nothing_in_the_checkout(tmp_path):
+    had = os.path.exists(os.path.join(ROOT, "data", "synthetic"))
+    cache = str(tmp_path / "cache")
+    out = str(tmp_path / "run")
+    p = run_cli("train/run_all.py", "--data", "synthetic", "--optimizers", "sgd", "--epochs", "1", *SMALL,
+                "--cache-dir", cache, "--out", out)
+    clean(p)
+    assert "SYNTHETIC" in p.stderr
+    cfg = load(os.path.join(out, "config.json"))
+    assert cfg["data"]["root"] == os.path.join(cache, "synthetic") and cfg["data"]["synthetic"] is True
+    assert os.path.exists(os.path.join(ROOT, "data", "synthetic")) == had  # generated in the cache, not the checkout
+    p = run_cli("export/to_onnx.py", "--run", out, env={"WHICH_OPTIMIZER_CACHE": cache})
+    clean(p)
+    assert "changed since training" not in p.stdout + p.stderr
+    assert load(os.path.join(out, "export", "manifest.json"))["dataset"]["synthetic"] is True
+
+
+# ---- 4. paths that are files, or cannot be written -----------------------------------------------------------
+
+@pytest.mark.parametrize("flag, where, message", [
+    ("--out", "file", "is a file, not a folder"),
+    ("--out", "below-file", "cannot be made"),
+    ("--cache-dir", "file", "is a file, not a folder"),
+    ("--cache-dir", "below-file", "cannot be made"),
+    ("--data", "file", "is a file, not a dataset folder"),
+])
+def test_paths_that_are_files_get_one_line_errors(kaggle_fixture, tmp_path, flag, where, message):
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder\n")
+    path = str(a_file) if where == "file" else str(a_file / "sub")
+    args = {"--out": str(tmp_path / "run"), "--cache-dir": str(tmp_path / "cache"), "--data": kaggle_fixture}
+    args[flag] = path
+    p = run_cli("train/run_all.py", *TINY, *[x for kv in args.items() for x in kv], check=False)
+    one_line_error(p, flag if flag != "--data" else "dataset folder", message)
+    assert a_file.read_text() == "not a folder\n"
+
+
+def test_export_data_that_is_a_file(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run")
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", os.path.join(ROOT, "README.md"), check=False),
+                   "is a file, not a dataset folder", "--data")
+
+
+# ---- 5. failed optimizers: exit 1 and a summary; a damaged last.pdstate restarts -----------------------------
+
+def test_an_optimizer_that_cannot_write_fails_and_the_sweep_exits_1_with_a_summary(kaggle_fixture, tmp_path):
+    out = tmp_path / "run"
+    (out / "adam" / "best.pdparams").mkdir(parents=True)  # its first checkpoint cannot be written there
+    p = sweep(kaggle_fixture, out, check=False)
+    clean(p)
+    assert p.returncode == 1
+    tail = p.stderr.strip().splitlines()[-3:]
+    assert tail[0] == "1 of 2 optimizer(s) failed:" and tail[1].startswith("  adam: failed: IsADirectoryError")
+    assert "run the same command again" in tail[2]
+    res = load(out / "results.json")
+    assert res["optimizers"]["sgd"]["status"] == "done" and res["winner"] == "sgd"
+    os.rmdir(out / "adam" / "best.pdparams")
+    sgd_done = os.stat(out / "sgd" / "result.json").st_mtime_ns
+    p = sweep(kaggle_fixture, out)  # fixed: the same command finishes the sweep, status 0
+    assert load(out / "results.json")["optimizers"]["adam"]["status"] == "done"
+    assert os.stat(out / "sgd" / "result.json").st_mtime_ns == sgd_done
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="simulates a full disk with RLIMIT_FSIZE (Linux)")
+def test_a_full_disk_fails_the_optimizer_it_hits_and_leaves_no_temp_files(tiny_run, kaggle_fixture, tmp_path):
+    """Every write above 600 kB fails with EFBIG as on a full disk: adam's last.pdstate (weights and two moments)
+    does; sgd's checkpoints and the reports fit."""
+    import resource
+
+    def full_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600_000, 600_000))
+
+    out = str(tmp_path / "run")
+    e = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.run([sys.executable, "train/run_all.py", "--data", kaggle_fixture, *TINY, "--out", out], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600, env=e, preexec_fn=full_disk)
+    clean(p)
+    assert p.returncode == 1, p.stderr
+    assert "adam: failed: OSError: [Errno 27] File too large" in p.stderr.strip().splitlines()[-2]
+    assert not [f for _, _, files in os.walk(out) for f in files if f.endswith(".tmp")]
+    sweep(kaggle_fixture, out)  # space again: adam trains, to what an undisturbed run gets
+    ref = load(os.path.join(tiny_run, "results.json"))["optimizers"]["adam"]
+    got = load(os.path.join(out, "results.json"))["optimizers"]["adam"]
+    assert (got["status"], got["best_val_acc"], got["test_acc"]) == (ref["status"], ref["best_val_acc"], ref["test_acc"])
+
+
+def test_a_diverged_optimizer_is_a_result_with_status_0(kaggle_fixture, tmp_path):
+    p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd", "--epochs", "1", *SMALL,
+                "--lr", "sgd=1e38", "--out", tmp_path / "run")
+    assert p.returncode == 0 and "sgd diverged at epoch 1: a result of the comparison" in p.stderr.splitlines()[-1]
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not-a-state"])
+def test_a_damaged_last_pdstate_trains_that_optimizer_again_saying_so(tiny_run, kaggle_fixture, tmp_path, damage):
+    import paddle
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    last = os.path.join(run, "adam", "last.pdstate")
+    if damage == "truncated":
+        with open(last, "r+b") as f:
+            f.truncate(1000)
+    else:
+        paddle.save({"epoch": 3}, last)
+    os.remove(os.path.join(run, "adam", "result.json"))  # as if killed during its last epoch
+    p = sweep(kaggle_fixture, run)
+    clean(p)
+    notes = [ln for ln in p.stderr.splitlines() if "last.pdstate is unreadable" in ln]
+    assert len(notes) == 1 and "adam trains again from epoch 1" in notes[0]
+    ref, got = (load(os.path.join(r, "results.json"))["optimizers"]["adam"] for r in (tiny_run, run))
+    assert (got["status"], got["best_val_acc"], got["test_acc"], got["epochs_run"]) == \
+        (ref["status"], ref["best_val_acc"], ref["test_acc"], 3)  # same initial weights and data order: same result
+
+
+# ---- 6. kill -9 leaves no decode workers behind ---------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def big_dataset(tmp_path_factory):
+    """1,400 copies (hard links) of one 640x480 JPEG per class folder: decoding takes seconds, making it takes none."""
+    from PIL import Image
+
+    root = tmp_path_factory.mktemp("big")
+    rng = np.random.default_rng(0)
+    for sp, n in (("train", 600), ("val", 100)):
+        for c in ("a", "b"):
+            d = root / sp / c
+            d.mkdir(parents=True)
+            Image.fromarray(rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)).save(d / "0.jpg", quality=90)
+            for i in range(1, n):
+                os.link(d / "0.jpg", d / f"{i}.jpg")
+    return str(root)
+
+
+def _children(pid: int) -> set[int]:
+    kids = set()
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids |= {int(c) for c in f.read().split()}
+        except OSError:
+            pass
+    return kids
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"  # a zombie has ended
+    except OSError:
+        return False
+
+
+def _start_decoding(data, tmp_path, **popen):
+    cmd = [sys.executable, "train/run_all.py", "--data", data, "--optimizers", "sgd", "--epochs", "1", *SMALL,
+           "--workers", "2", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+    deadline, kids = time.time() + 120, set()
+    while time.time() < deadline and len(kids) < 2 and p.poll() is None:
+        kids = _children(p.pid)
+        time.sleep(0.05)
+    assert len(kids) == 2 and p.poll() is None, "the decode workers never started"
+    return p, kids
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process tree from /proc (Linux)")
+def test_kill_9_during_decoding_leaves_no_worker_running(big_dataset, tmp_path):
+    p, kids = _start_decoding(big_dataset, tmp_path)
+    time.sleep(0.5)  # the workers are decoding
+    p.kill()
+    p.communicate()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_running(k) for k in kids):
+        time.sleep(0.1)
+    assert not [k for k in kids if _running(k)], "decode workers outlived their parent"
+
+
+# ---- 7. stale temp files --------------------------------------------------------------------------------------
+
+def _dead_pid() -> int:
+    q = subprocess.Popen([sys.executable, "-c", "pass"])
+    q.wait()
+    return q.pid
+
+
+def test_stale_temp_files_of_killed_writers_are_removed(tiny_run, kaggle_fixture, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run")
+    cache = tmp_path / "cache"
+    dead = _dead_pid()
+    stale = [os.path.join(run, f".results.json.{dead}-abcd1234.tmp"),
+             os.path.join(run, "adam", f".last.pdstate.{dead}-k2j3h4g5.tmp"),
+             os.path.join(run, "sgd", ".history.json.x8y7z6w5.tmp"),  # an older version's name, a day old
+             str(cache / "images" / "0123456789abcdef" / f".train_x.npy.{dead}-qwertyui.tmp")]
+    live = os.path.join(run, "sgd", f".curves.png.{os.getpid()}-asdfghjk.tmp")  # a writer still running
+    frozen = cache / "features" / "fedcba9876543210" / f".frozen-{dead}-zxcvbnm1"
+    frozen.mkdir(parents=True)
+    (frozen / "model.onnx").write_bytes(b"half")
+    for path in stale + [live]:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"half a file")
+    os.utime(stale[2], (time.time() - 86400, time.time() - 86400))
+    p = sweep(kaggle_fixture, run, "--cache-dir", cache)
+    clean(p)
+    assert "removed 5 temporary file(s) left by an interrupted run" in p.stderr
+    assert not any(os.path.exists(s) for s in stale) and not frozen.exists()
+    assert os.path.exists(live)
+
+
+# ---- 8. a lost history.json ----------------------------------------------------------------------------------
+
+def test_a_deleted_history_json_is_rebuilt_from_last_pdstate_else_reported(tiny_run, kaggle_fixture, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run")
+    os.remove(os.path.join(run, "sgd", "history.json"))
+    p = sweep(kaggle_fixture, run)
+    clean(p)
+    assert "sgd/history.json is missing; rebuilt it from last.pdstate (3 epochs)" in p.stderr
+    assert load(os.path.join(run, "sgd", "history.json")) == load(os.path.join(tiny_run, "sgd", "history.json"))
+
+    os.remove(os.path.join(run, "sgd", "history.json"))
+    os.remove(os.path.join(run, "sgd", "last.pdstate"))
+    p = sweep(kaggle_fixture, run)
+    clean(p)
+    assert p.returncode == 0
+    line = next(ln for ln in p.stderr.splitlines() if "sgd/history.json is missing" in ln)
+    assert "no last.pdstate to rebuild it from" in line and "left out of compare.png" in line
+
+
+# ---- 9. splits without a class, empty splits ---------------------------------------------------------------------
+
+def test_a_split_without_a_class_is_reported_before_training(kaggle_fixture, tmp_path):
+    # every validation wasp moves to the training split: validation says nothing about wasps
+    data = kaggle_copy(kaggle_fixture, tmp_path / "data",
+                       lambda r: {**r, "is_validation": "0"} if r["is_wasp"] == "1" and r["is_validation"] == "1" else r)
+    p = run_cli("train/run_all.py", "--data", data, "--optimizers", "sgd", "--epochs", "1", *SMALL, "--out", tmp_path / "run")
+    clean(p)
+    lines = p.stderr.splitlines()
+    warn = [i for i, ln in enumerate(lines) if ln.startswith("warning: the val split has no wasp image(s)")]
+    first_epoch = next(i for i, ln in enumerate(lines) if "epoch 1/1" in ln)
+    assert len(warn) == 1 and warn[0] < first_epoch
+
+
+@pytest.mark.parametrize("split, change", [
+    ("val", lambda r: {**r, "is_validation": "0"}),
+    ("train", lambda r: {**r, "is_validation": "1"} if r["is_final_validation"] != "1" else r),
+])
+def test_an_empty_train_or_val_split_is_an_error(kaggle_fixture, tmp_path, split, change):
+    data = kaggle_copy(kaggle_fixture, tmp_path / "data", change)
+    p = run_cli("train/run_all.py", "--data", data, *TINY, "--out", tmp_path / "run", check=False)
+    one_line_error(p, f"the {split} split of", "has no images")
+
+
+# ---- 10. SIGTERM and Ctrl+C ---------------------------------------------------------------------------------------
+
+def assert_interrupted(p, out, err):
+    both = out + err
+    assert p.returncode == 130, (p.returncode, err[-2000:])
+    assert "Traceback" not in both and "FatalError" not in both and "Termination signal" not in both, both[-3000:]
+    assert "run the same command again to resume" in err
+
+
+def test_sigterm_during_training_stops_cleanly_and_the_same_command_resumes(kaggle_fixture, tmp_path):
+    out = str(tmp_path / "run")
+    cmd = [sys.executable, "-u", "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd", "--epochs", "200",
+           *SMALL, "--out", out]
+    p = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    err = ""
+    deadline = time.time() + 120
+    while "epoch 1/200" not in err and time.time() < deadline and p.poll() is None:
+        err += p.stderr.readline()
+    p.send_signal(signal.SIGTERM)
+    rest_out, rest_err = p.communicate(timeout=60)
+    assert_interrupted(p, rest_out, err + rest_err)
+    assert len(load(os.path.join(out, "sgd", "history.json"))) >= 1  # finished epochs kept
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process tree from /proc (Linux)")
+def test_ctrl_c_during_decoding_stops_parent_and_workers_cleanly(big_dataset, tmp_path):
+    p, kids = _start_decoding(big_dataset, tmp_path, start_new_session=True)
+    time.sleep(0.5)
+    os.killpg(p.pid, signal.SIGINT)  # what the terminal does on Ctrl+C: the whole foreground process group
+    out, err = p.communicate(timeout=60)
+    assert_interrupted(p, out, err)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_running(k) for k in kids):
+        time.sleep(0.1)
+    assert not [k for k in kids if _running(k)]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_export_stops_cleanly_on_sigterm_and_ctrl_c(tiny_run, tmp_path, sig):
+    """Stopped while it converts the first model (inside paddle.jit.save / paddle2onnx)."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    p = subprocess.Popen([sys.executable, "export/to_onnx.py", "--run", run], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    work = os.path.join(run, "export", ".sgd.tmp")
+    deadline = time.time() + 120
+    while not os.path.isdir(work) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.01)
+    assert p.poll() is None, "export ended before it could be interrupted"
+    time.sleep(0.3)
+    os.killpg(p.pid, sig) if sig == signal.SIGINT else p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert_interrupted(p, out, err)
+    assert not os.path.exists(os.path.join(run, "export", "manifest.json"))
+    p = run_cli("export/to_onnx.py", "--run", run)  # the same command again finishes, leaving no working folders
+    assert not [f for f in os.listdir(os.path.join(run, "export")) if f.startswith(".")]
