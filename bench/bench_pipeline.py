@@ -19,6 +19,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402
+from util import runtime  # noqa: E402
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 
@@ -52,7 +53,7 @@ def main():
     p.add_argument("--optimizer", default="adam")
     p.add_argument("--rounds", type=int, default=3, help="alternate the two measurements this many times; best of each")
     a = p.parse_args()
-    models.runtime.pick_device("auto")
+    runtime.pick_device("auto")
     spec = models.preprocessing("smallcnn", a.size)
     splits, _ = load_splits(open_dataset(kaggle_like()), spec, models.cache_root())
     train = splits["train"]

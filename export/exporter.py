@@ -29,9 +29,10 @@ import numpy as np
 from tqdm import tqdm
 
 import models
+from util import runtime
 from models import inference as backends
 from models.dataset import DatasetError, open_dataset
-from models.io import DamagedFile, read_json, remove_stale_temps, write_json
+from util.io import DamagedFile, read_json, remove_stale_temps, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
@@ -248,7 +249,7 @@ def load_network(run: Run, name: str) -> backends.Softmax:
     try:
         state = paddle.load(path)
     except Exception as e:  # noqa: BLE001 - paddle.load raises many types on a damaged file; reported per model
-        models.runtime.check_stop()
+        runtime.check_stop()
         raise ModelFailed(f"failed: {rel} is not a readable checkpoint ({type(e).__name__}); "
                           f"retrain {name} or remove its folder") from None
     net = models.build_model(run.config["model"], len(run.classes), image_size=run.size)
@@ -459,10 +460,10 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
         try:
             entry, provider, output_name = export_model(run, n, out, split, device, opset, bench_s, memo)
         except ModelFailed as e:
-            models.runtime.check_stop()  # paddle2onnx killed by Ctrl+C is not this model's fault
+            runtime.check_stop()  # paddle2onnx killed by Ctrl+C is not this model's fault
             entry = {"status": str(e)}
         except Exception as e:  # noqa: BLE001 - an unexpected error in one model must not stop the others; it is its status
-            models.runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
+            runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
             entry = {"status": f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
         shutil.rmtree(os.path.join(out, f".{n}.tmp"), ignore_errors=True)
         res = run.results.get(n, {})

@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import models  # noqa: E402  (first: quiets Paddle)
+from util import runtime  # noqa: E402
 from export import exporter  # noqa: E402
 from models import inference as backends  # noqa: E402
 from serve.text import pct  # noqa: E402  (the one percentage format; belongs in models/)
@@ -67,13 +68,13 @@ def print_table(report: exporter.Report) -> None:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    models.runtime.on_stop_signals()  # SIGTERM and Ctrl+C: KeyboardInterrupt, no Paddle FatalError block
+    runtime.on_stop_signals()  # SIGTERM and Ctrl+C: KeyboardInterrupt, no Paddle FatalError block
     try:
         return export(args)
     except KeyboardInterrupt:
         print("\ninterrupted: the manifest is written once every model is done; run the same command again to resume",
               file=sys.stderr)
-        return models.runtime.INTERRUPTED
+        return runtime.INTERRUPTED
 
 
 def export(args) -> int:

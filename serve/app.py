@@ -25,6 +25,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402  (first: quiets Paddle)
+from util import runtime  # noqa: E402
 from serve.engines import BACKENDS, Engines, cpu_threads  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
 
@@ -58,7 +59,7 @@ def stop_on_signals() -> threading.Event:
     """An event set by SIGTERM or SIGINT (Ctrl+C), in place of Paddle's C++ handlers (which print a
     'FatalError: Termination signal' block and abort) and Python's KeyboardInterrupt."""
     stop = threading.Event()
-    models.runtime.on_stop_signals(lambda *_: stop.set())
+    runtime.on_stop_signals(lambda *_: stop.set())
     return stop
 
 

@@ -21,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402  (first: quiets Paddle)
+from util import runtime  # noqa: E402
 from serve import decode  # noqa: E402
 from serve.engines import BACKENDS, Engines  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
@@ -133,9 +134,9 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    models.runtime.on_stop_signals()
+    runtime.on_stop_signals()
     try:
         sys.exit(main())
     except KeyboardInterrupt:
         print("serve/predict.py: interrupted", file=sys.stderr)
-        sys.exit(models.runtime.INTERRUPTED)
+        sys.exit(runtime.INTERRUPTED)

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from models import ImageError, Preprocessing
 from models.dataset import SPLITS, Dataset, DatasetError, open_dataset
-from models.io import DamagedFile, atomic_path, read_json, write_json
+from util.io import DamagedFile, atomic_path, read_json, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_DATA = os.path.join(ROOT, "data", "kaggle_bee_vs_wasp")
@@ -103,7 +103,7 @@ def _decode(args):
 def _decoder_init(parent: int) -> None:
     """Decode workers end with the process that started them, even one killed with SIGKILL, and leave
     Ctrl+C to it (the terminal sends it to every process of the group)."""
-    from models import runtime
+    from util import runtime
 
     runtime.die_with_parent(parent)
     runtime.helper_signals()

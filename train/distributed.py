@@ -34,6 +34,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402  (first: quiets Paddle)
+from util import runtime  # noqa: E402
 import numpy as np  # noqa: E402
 import paddle  # noqa: E402
 import paddle.distributed as dist  # noqa: E402
@@ -50,18 +51,18 @@ LR_RULE = ("none: --batch-size is the global batch whatever the number of ranks 
 def setup(pref: str) -> str:
     """Choose the device ('auto'|'cpu'|'gpu') and, under the launcher, join the process group.
 
-    Returns the device string in use. With one rank this is models.runtime.pick_device alone; with
+    Returns the device string in use. With one rank this is runtime.pick_device alone; with
     several, a GPU rank takes the card the launcher gave it (FLAGS_selected_gpus, never touching gpu:0
     first) and NCCL, CPU ranks gloo. RuntimeError: no usable GPU for 'gpu', or the ranks cannot meet."""
     global RANK, WORLD
     env = dist.ParallelEnv()
     if env.world_size == 1:
-        return models.runtime.pick_device(pref)
+        return runtime.pick_device(pref)
     if pref != "cpu" and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
         device = f"gpu:{env.device_id}"
         paddle.set_device(device)
     else:  # CPU ranks, also on a GPU machine with --device cpu
-        device = models.runtime.pick_device("cpu" if pref == "auto" else pref)  # 'gpu' here: its one-line error
+        device = runtime.pick_device("cpu" if pref == "auto" else pref)  # 'gpu' here: its one-line error
         os.environ["PADDLE_DISTRI_BACKEND"] = "gloo"
     with contextlib.redirect_stderr(io.StringIO()):  # Paddle prints a banner of its modified FLAGS here
         dist.init_parallel_env()
@@ -183,7 +184,7 @@ def run_parallel(run: str, names: list[str], n: int, pref: str, cache_dir: str, 
     Returns {name: result row}, in `names` order; on_result(name, row) is called as each one ends."""
     from tqdm import tqdm
 
-    from models.io import read_json
+    from util.io import read_json
 
     envs = slot_envs(n, pref)
     results = {name: read_json(os.path.join(run, name, "result.json")) for name in names}  # finished before
@@ -230,14 +231,14 @@ def worker_main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", required=True)
     args = p.parse_args(argv)
-    from models.io import read_json
+    from util.io import read_json
     from train import features
     from train.data import resolve
     from train.loop import train_one
     from train.setup import Setup
 
     cfg = read_json(os.path.join(args.run, "config.json"))
-    device = models.runtime.pick_device(args.device)
+    device = runtime.pick_device(args.device)
     ds, _ = resolve(cfg["data"]["root"])  # --data synthetic too: the parent generated it there
     setup, init_state = Setup.from_config(cfg), paddle.load(os.path.join(args.run, "init.pdparams"))
     splits, _ = features.load(ds, setup, init_state, args.cache_dir, device=device)  # the parent made both caches
@@ -254,5 +255,5 @@ def worker_main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    models.runtime.on_stop_signals()  # the parent stops a worker with SIGTERM: 130, quietly
+    runtime.on_stop_signals()  # the parent stops a worker with SIGTERM: 130, quietly
     sys.exit(worker_main())

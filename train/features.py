@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from models import inference
 from models.efficientnet import NUM_BLOCKS, Frozen, frozen_sha
-from models.io import DamagedFile, atomic_path, read_json, temp_dir, write_json
+from util.io import DamagedFile, atomic_path, read_json, temp_dir, write_json
 from train.data import SPLITS, CacheDamaged, Split, forget, load_array
 
 VERSION = 1  # bump when what is cached changes

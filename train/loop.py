@@ -24,8 +24,8 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
-from models import runtime
-from models.io import DamagedFile, read_json, save_paddle, write_json
+from util import runtime
+from util.io import DamagedFile, read_json, save_paddle, write_json
 from train import distributed as D
 from train import optimizers
 from train.data import Split, batches, shard

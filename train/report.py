@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from models.io import savefig, write_text  # noqa: E402
+from util.io import savefig, write_text  # noqa: E402
 from train import stats  # noqa: E402
 
 WINNER_RULE = ("best validation accuracy (mean over seeds with --seeds; the test split never chooses); ties: lower "

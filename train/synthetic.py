@@ -15,7 +15,7 @@ from PIL import Image
 
 from models import CLASSES
 from models.dataset import kaggle_rows
-from models.io import atomic_path
+from util.io import atomic_path
 
 FOLDERS = ("bee1", "wasp1", "other_insect", "other_noinsect")  # one Kaggle folder per class
 COLUMNS = ("id", "path", "is_bee", "is_wasp", "is_otherinsect", "is_other", "photo_quality", "is_validation", "is_final_validation")

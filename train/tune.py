@@ -35,7 +35,7 @@ import os
 
 import numpy as np
 
-from models.io import read_json, write_json
+from util.io import read_json, write_json
 from train import stats
 
 GRID_POINTS = 7  # half a decade apart: 10^-1.5 .. 10^1.5 around the centre, three decades

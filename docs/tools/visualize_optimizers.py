@@ -29,7 +29,7 @@ import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from docs.tools.landscapes import LANDSCAPES, TOY_SETTINGS, descend  # noqa: E402
-from models.io import savefig  # noqa: E402
+from util.io import savefig  # noqa: E402
 from train.optimizers import NAMES  # noqa: E402
 
 DRAWN = ("rosenbrock", "rastrigin")
@@ -37,7 +37,7 @@ DEFAULT_OUT = os.path.join(ROOT, "docs", "img")
 
 
 def save_atomic(fig, path: str) -> None:
-    """Write the figure atomically (models.io.savefig), then free it."""
+    """Write the figure atomically (util.io.savefig), then free it."""
     try:
         savefig(fig, path)
     finally:
