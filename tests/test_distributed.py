@@ -82,7 +82,7 @@ STEP_CHECK = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, {root!r})
     import models, numpy as np, paddle
-    from train import distributed as D
+    from train import ranks as D
     from train.data import Split, batches
     from train.loop import train_step, train_step_dp
 
@@ -140,7 +140,7 @@ def dp_run(kaggle_fixture, tmp_path_factory):
 def test_data_parallel_sweep_on_two_cpu_processes(dp_run, tiny_run, kaggle_fixture):
     import paddle
 
-    from train.distributed import weights_sha256
+    from train.ranks import weights_sha256
 
     run, proc = dp_run
     cfg = load(os.path.join(run, "config.json"))

@@ -8,7 +8,7 @@ Files in runs/<run>/<optimizer>/:
 Determinism: each epoch's data order, flips and Paddle seed derive from (seed, epoch) alone, and the
 learning rate is a function of the epoch, so a run resumed after a kill equals an uninterrupted one.
 
-Under `python -m paddle.distributed.launch` (train/distributed.py) the same loop runs data-parallel:
+Under `python -m paddle.distributed.launch` (train/ranks.py) the same loop runs data-parallel:
 each rank trains on its shard of every batch, metrics are summed over the ranks, and rank 0 alone
 reads and writes these files.
 """
@@ -26,7 +26,7 @@ from tqdm import tqdm
 
 from util import runtime
 from util.io import DamagedFile, read_json, save_paddle, write_json
-from train import distributed as D
+from train import ranks
 from train import optimizers
 from train.data import Split, batches, shard
 from train.report import pct, prediction_record
@@ -50,7 +50,7 @@ def finished(out: str, name: str) -> dict | None:
     try:
         return read_json(path)
     except DamagedFile as e:
-        if D.is_main():  # the one rank that writes the run directory
+        if ranks.is_main():  # the one rank that writes the run directory
             print(f"note: {name}: {e}; it is made again from {name}'s saved epochs", file=sys.stderr)
             os.remove(path)
         return None
@@ -65,14 +65,14 @@ def resume_state(out: str, name: str) -> dict | None:
     epoch's state is kept, so the optimizer trains again from its first epoch."""
     path = os.path.join(out, "last.pdstate")
     try:
-        state = D.load_shared(path)
+        state = ranks.load_shared(path)
         if state is None or (isinstance(state, dict) and all(k in state for k in STATE_KEYS)):
             return state
         why = "not a training state"
     except Exception as e:  # noqa: BLE001 - a damaged pickle makes paddle.load raise nearly anything
         runtime.check_stop()  # an interrupt inside paddle.load is no damage: keep the file
         why = f"{type(e).__name__}"
-    if D.is_main():
+    if ranks.is_main():
         print(f"note: {name}: {path} is unreadable ({why}); {name} trains again "
               f"from epoch 1 (no earlier state is kept)", file=sys.stderr)
         for f in ("last.pdstate", "best.pdparams", "history.json", "test_predictions.json"):
@@ -159,10 +159,10 @@ def train_step_dp(net, opt, x, y) -> tuple[float, float, float]:
     logits = net(paddle.to_tensor(x))
     loss = F.cross_entropy(logits, yt, reduction="sum")
     mine = [0.0, 0, 0] if empty else [float(loss), int((logits.argmax(axis=1) == yt).sum()), len(y)]
-    loss_sum, correct, n = D.all_sum(mine)
+    loss_sum, correct, n = ranks.all_sum(mine)
     if not math.isfinite(loss_sum):  # every rank sees the same sum, so all of them stop together
         raise Diverged
-    (loss * (0.0 if empty else D.WORLD / n)).backward()
+    (loss * (0.0 if empty else ranks.WORLD / n)).backward()
     opt.step()
     opt.clear_grad()
     if empty:
@@ -177,14 +177,14 @@ def evaluate(model, split: Split, spec, batch_size: int = 256) -> tuple[float, f
     if len(split) == 0:
         return float("nan"), float("nan")
     model.eval()
-    lo, hi = shard(len(split), D.RANK, D.WORLD)
+    lo, hi = shard(len(split), ranks.RANK, ranks.WORLD)
     loss_sum, correct = 0.0, 0
     for x, y in batches(split.subset(slice(lo, hi)), batch_size, spec):
         logits = model(paddle.to_tensor(x))
         yt = paddle.to_tensor(y)
         loss_sum += float(F.cross_entropy(logits, yt, reduction="sum"))
         correct += int((logits.argmax(axis=1) == yt).sum())
-    loss_sum, correct = D.all_sum([loss_sum, correct])
+    loss_sum, correct = ranks.all_sum([loss_sum, correct])
     return loss_sum / len(split), correct / len(split)
 
 
@@ -195,8 +195,8 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     stop(history) -> reason or None is asked before each epoch after the first: a reason ends training
     with that status (learning-rate trials stop clearly worse runs early). Without a "test" split the
     test metrics stay None (trials are chosen on validation accuracy only)."""
-    main = D.is_main()
-    done = D.share(finished(out, name) if main else None)
+    main = ranks.is_main()
+    done = ranks.share(finished(out, name) if main else None)
     if done is not None:
         return done
     if main:
@@ -214,7 +214,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
         opt.set_state_dict(state["optimizer"])
         start, history, best = state["epoch"], state["history"], state["best"]
 
-    net = D.wrap(model)
+    net = ranks.wrap(model)
     status = "done"
     train = splits["train"]
     for epoch in range(start, epochs):
@@ -230,8 +230,8 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
         bar = tqdm(total=len(train), unit="img", desc=f"{position}{name} {epoch + 1}/{epochs}", leave=False,
                    disable=None if main else True, file=sys.stderr, dynamic_ncols=True)
         try:
-            for x, y in batches(train, batch_size, spec, rng, augment=True, rank=D.RANK, world=D.WORLD):
-                if D.WORLD == 1:
+            for x, y in batches(train, batch_size, spec, rng, augment=True, rank=ranks.RANK, world=ranks.WORLD):
+                if ranks.WORLD == 1:
                     lv, ok = train_step(model, opt, x, y)
                     loss_sum += lv * len(y)
                     correct += ok
@@ -246,7 +246,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
             break
         finally:
             bar.close()
-        D.sync_buffers(model)
+        ranks.sync_buffers(model)
         val_loss, val_acc = evaluate(model, splits["val"], spec)
         if not math.isfinite(val_loss):
             status = f"diverged at epoch {epoch + 1}"
@@ -254,8 +254,8 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
         history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(train), "train_acc": correct / len(train),
                         "val_loss": val_loss, "val_acc": val_acc, "lr": opt.get_lr(),
                         "seconds": round(time.perf_counter() - t0, 3)})
-        if D.WORLD > 1:  # proof that the ranks stayed in step: every rank's weights hash, all equal
-            history[-1]["rank_weights_sha256"] = D.rank_hashes(model)
+        if ranks.WORLD > 1:  # proof that the ranks stayed in step: every rank's weights hash, all equal
+            history[-1]["rank_weights_sha256"] = ranks.rank_hashes(model)
         if val_acc > best["val_acc"]:
             best = {"val_acc": val_acc, "epoch": epoch + 1}
             if main:
@@ -272,7 +272,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
               "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
               "hyperparams": hyperparams}
     try:
-        best_state = D.load_shared(os.path.join(out, "best.pdparams"))  # collective: every rank calls it
+        best_state = ranks.load_shared(os.path.join(out, "best.pdparams"))  # collective: every rank calls it
     except Exception as e:  # noqa: BLE001 - see resume_state; reported as this optimizer's failure
         runtime.check_stop()
         raise ValueError(f"{name}/best.pdparams is unreadable ({type(e).__name__}); delete {out} to train {name} "

@@ -184,14 +184,14 @@ def main(argv=None) -> int:
 
 def sweep(args) -> int:
     t_start = time.perf_counter()
-    from train import distributed as D
+    from train import ranks
 
     try:
-        device = D.setup(args.device)  # under paddle.distributed.launch: joins the ranks; rank 0 alone writes files
+        device = ranks.setup(args.device)  # under paddle.distributed.launch: joins the ranks; rank 0 alone writes files
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if args.parallel > 1 and D.WORLD > 1:
+    if args.parallel > 1 and ranks.WORLD > 1:
         print("error: --parallel runs whole optimizers side by side; do not combine it with paddle.distributed.launch",
               file=sys.stderr)
         return 2
@@ -199,7 +199,7 @@ def sweep(args) -> int:
         args.finetune = "all" if args.model != "efficientnet_lite0" or device.startswith("gpu") else "head"
     args.cache_dir = os.path.abspath(args.cache_dir)
     problem = folder_problem(args.cache_dir, "--cache-dir", make=True)
-    if problem is None and args.out and D.is_main():
+    if problem is None and args.out and ranks.is_main():
         problem = folder_problem(args.out, "--out")
     if problem:
         print(f"error: {problem}", file=sys.stderr)
@@ -224,7 +224,7 @@ def sweep(args) -> int:
                                                  f"{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
     cfg_path = os.path.join(run, "config.json")
     old = {}
-    if D.is_main():
+    if ranks.is_main():
         problem = folder_problem(run, "--out" if args.out else "the run folder", make=True)
         if problem:
             print(f"error: {problem}", file=sys.stderr)
@@ -266,22 +266,22 @@ def sweep(args) -> int:
         hps[name] = hp
     order = list(dict.fromkeys(old.get("optimizers", []) + args.optimizers))
 
-    todo = D.share([n for n in args.optimizers if tune.pending(run, n, args, hps[n]["learning_rate"])])
+    todo = ranks.share([n for n in args.optimizers if tune.pending(run, n, args, hps[n]["learning_rate"])])
     from train.loop import FAILURES, failure, history, initial_weights, train_one
 
     init_path = os.path.join(run, "init.pdparams")
-    if D.is_main():
+    if ranks.is_main():
         try:
             init_path = initial_weights(run, args.seed, args.seed, setup, args.pretrained)
         except (ValueError, RuntimeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-    init_state = D.load_shared(init_path)
+    init_state = ranks.load_shared(init_path)
     splits = info = None
     if todo or "data" not in old:
         splits, info = features.load(ds, setup, init_state, args.cache_dir, args.workers, device)
         errors, warnings = split_problems(splits, ds.classes, ds.root)
-        if D.is_main():
+        if ranks.is_main():
             for line in errors[:1] or warnings:
                 print(f"{'error' if errors else 'warning'}: {line}", file=sys.stderr)
         if errors:
@@ -296,10 +296,10 @@ def sweep(args) -> int:
               "classes": list(ds.classes), "optimizers": order, "hyperparams": hps, "device": device,
               "finetune": args.finetune, "preprocessing": setup.spec.as_dict(),
               "lr_schedule": "cosine decay per epoch from each optimizer's learning_rate", "augmentation": "random horizontal flip",
-              "distributed": D.describe(args.batch_size), "data": data_info, "versions": versions()}
+              "distributed": ranks.describe(args.batch_size), "data": data_info, "versions": versions()}
     if args.tune:
         config["tune"] = tune.settings(old.get("tune"), args, hps, data_info["sizes"]["train"])
-    if D.is_main():
+    if ranks.is_main():
         write_json(cfg_path, config)
         if info is not None and (info["skipped"] or ds.missing):
             print(f"note: skipped {len(info['skipped'])} unreadable and {len(ds.missing)} missing image(s); listed in {cfg_path}", file=sys.stderr)
@@ -310,7 +310,7 @@ def sweep(args) -> int:
     t_sweep, finished = time.perf_counter(), []
 
     def say(name, r):
-        if not D.is_main():
+        if not ranks.is_main():
             return
         finished.append(name)
         if r["status"].startswith("failed"):
@@ -325,7 +325,9 @@ def sweep(args) -> int:
     results, write_failed = {}, False
     try:
         if args.parallel > 1:
-            results = D.run_parallel(run, args.optimizers, args.parallel, args.device, args.cache_dir, on_result=say)
+            from train import parallel
+
+            results = parallel.run_parallel(run, args.optimizers, args.parallel, args.device, args.cache_dir, on_result=say)
         for i, name in enumerate([] if args.parallel > 1 else args.optimizers, 1):
             try:
                 train_kw = dict(setup=setup, batch_size=args.batch_size)
@@ -335,14 +337,14 @@ def sweep(args) -> int:
                     write_json(cfg_path, config)
                 results[name] = train_one(name, os.path.join(run, name), setup=setup, init_state=init_state, hyperparams=hps[name], splits=splits, epochs=args.epochs,
                                           batch_size=args.batch_size, seed=args.seed, position=f"[{i}/{len(args.optimizers)}] ")
-                if D.is_main() and not args.compare:  # runs trained before train_one kept test probabilities
+                if ranks.is_main() and not args.compare:  # runs trained before train_one kept test probabilities
                     tune.test_predictions(os.path.join(run, name), setup, splits)
                 if args.compare:
                     tune.train_seeds(name, run, hps[name], args=args, splits=splits,
                                      position=f"[{i}/{len(args.optimizers)}] ", train_kw=train_kw)
             except FAILURES as e:
                 runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
-                if D.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
+                if ranks.WORLD > 1 and not isinstance(e, ValueError):  # maybe on this rank alone: the others would wait
                     print(f"error: {name}: {failure(e)}; stopping every rank (run the same command again to resume)",
                           file=sys.stderr)
                     return 1
@@ -351,12 +353,12 @@ def sweep(args) -> int:
     except KeyboardInterrupt:
         for sig in (signal.SIGTERM, signal.SIGINT):  # the launcher repeats SIGTERM: let the reports below finish
             signal.signal(sig, signal.SIG_IGN)
-        if D.is_main():
+        if ranks.is_main():
             print(f"\ninterrupted: finished epochs are saved in {run}; run the same command again to resume", file=sys.stderr)
         return runtime.INTERRUPTED
     finally:
         comparison = summary = None
-        if D.is_main():  # the other ranks leave the results and reports to rank 0
+        if ranks.is_main():  # the other ranks leave the results and reports to rank 0
             try:
                 for name in order:  # optimizers of earlier invocations of the same run
                     if name not in results:
@@ -394,7 +396,7 @@ def sweep(args) -> int:
                 write_failed = True
                 print(f"error: cannot write the run's reports ({e.strerror or e}: {e.filename}); free some space and "
                       f"run the same command again (finished optimizers are not trained again)", file=sys.stderr)
-    if not D.is_main():
+    if not ranks.is_main():
         return 0
     if summary is not None:
         print(report.leaderboard_text(results, summary))
