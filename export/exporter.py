@@ -299,26 +299,21 @@ def replace_dir(tmp: str, dest: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def reference_probabilities(layer: backends.Softmax, images: np.ndarray, spec: models.Preprocessing, memo: dict) -> np.ndarray:
+def reference_probabilities(net, images: np.ndarray, spec: models.Preprocessing, memo: dict) -> np.ndarray:
     """The trained model's probabilities on the test images (dygraph, eval mode): what the exported files must equal.
 
     The optimizers of an efficientnet_lite0 run usually share the whole backbone (the "head" regime trains only
     fc), and dygraph is slow at 224 px on a CPU: the pooled features are computed once per distinct backbone
     (memo, keyed by the hash of its weights), then each model's own classifier runs on them — the same
     operations as a whole forward pass, done once instead of once per optimizer."""
-    import paddle
+    from models.efficientnet import NUM_BLOCKS, EfficientNetLite0, Frozen, Top, frozen_sha
 
-    from models.efficientnet import NUM_BLOCKS, EfficientNetLite0, Frozen, frozen_sha
-
-    net = layer.net
     if not isinstance(net, EfficientNetLite0):
-        return backends.predict(backends.DygraphRunner(layer), images, spec)
+        return np.exp(backends.log_probabilities(net, backends.image_batches(images, spec)))
     key = frozen_sha(net, NUM_BLOCKS)
     if key not in memo:
         memo[key] = backends.predict(backends.DygraphRunner(Frozen(net, NUM_BLOCKS)), images, spec)
-    net.eval()
-    with paddle.no_grad():
-        return paddle.nn.functional.softmax(net.top(paddle.to_tensor(memo[key]), NUM_BLOCKS), axis=-1).numpy()
+    return np.exp(backends.log_probabilities(Top(net, NUM_BLOCKS), [memo[key]]))
 
 
 def export_model(run: Run, name: str, out: str, split: TestSplit, device: backends.Device, opset: int,
@@ -330,7 +325,7 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, device: backen
     reference = backends.DygraphRunner(layer)
     spec = run.preprocessing
     x1, xb = backends.timing_inputs(split.images, spec)
-    probs = {"dygraph": reference_probabilities(layer, split.images, spec, {} if memo is None else memo)}
+    probs = {"dygraph": reference_probabilities(layer.net, split.images, spec, {} if memo is None else memo)}
     speeds = {"dygraph": backends.speed(reference, x1, None, bench_s)}  # batch-1 latency only: it is not deployed
                                                                            # (bench/bench_export.py times its throughput)
     t1 = time.perf_counter()

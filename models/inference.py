@@ -160,9 +160,26 @@ class OnnxRunner:
         return self.session.run([self.output_name], {self.input_name: x})[0]
 
 
+@paddle.no_grad()
+def log_probabilities(layer, inputs) -> np.ndarray:
+    """The one "weights -> answers" function: log-softmax (N x classes, float32) of a Paddle layer in eval mode
+    over an iterable of float32 input batches (normalized images for a whole network, or cached features for
+    its trainable top). Training's evaluation (loss = -log p of the true class) and test probabilities,
+    tuning, and export's parity reference all call it."""
+    layer.eval()
+    out = [paddle.nn.functional.log_softmax(layer(paddle.to_tensor(x)), axis=-1).numpy() for x in inputs]
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def image_batches(images: np.ndarray, spec: "models.Preprocessing", batch_size: int = 64):
+    """uint8 NHWC images (`spec.load_array` outputs) -> normalized float32 NCHW batches, in order."""
+    for i in range(0, len(images), batch_size):
+        yield spec.normalize(images[i:i + batch_size])
+
+
 def predict(run, images: np.ndarray, spec: "models.Preprocessing", batch_size: int = 64) -> np.ndarray:
-    """Probabilities for uint8 NHWC images (`spec.load_array` outputs), normalized batch by batch by `spec`."""
-    return np.concatenate([run(spec.normalize(images[i:i + batch_size])) for i in range(0, len(images), batch_size)])
+    """What a runner (an exported backend) outputs for uint8 NHWC images, normalized batch by batch by `spec`."""
+    return np.concatenate([run(x) for x in image_batches(images, spec, batch_size)])
 
 
 def call_times(run, x: np.ndarray, budget_s: float = 0.5, min_calls: int = 5, warmup: int = 3) -> list:

@@ -28,6 +28,7 @@ from util import runtime
 from util.io import DamagedFile, read_json, save_paddle, write_json
 from train import ranks
 from train import optimizers
+from models.inference import log_probabilities
 from train.data import Split, batches, shard
 from train.report import pct, prediction_record
 
@@ -170,20 +171,15 @@ def train_step_dp(net, opt, x, y) -> tuple[float, float, float]:
     return loss_sum, correct, n
 
 
-@paddle.no_grad()
 def evaluate(model, split: Split, spec, batch_size: int = 256) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on a split. Data-parallel, each rank evaluates its
     contiguous shard (no padding) and the sums are reduced: the numbers equal a single-process evaluation."""
     if len(split) == 0:
         return float("nan"), float("nan")
-    model.eval()
-    lo, hi = shard(len(split), ranks.RANK, ranks.WORLD)
-    loss_sum, correct = 0.0, 0
-    for x, y in batches(split.subset(slice(lo, hi)), batch_size, spec):
-        logits = model(paddle.to_tensor(x))
-        yt = paddle.to_tensor(y)
-        loss_sum += float(F.cross_entropy(logits, yt, reduction="sum"))
-        correct += int((logits.argmax(axis=1) == yt).sum())
+    part = split.subset(slice(*shard(len(split), ranks.RANK, ranks.WORLD)))
+    logp = log_probabilities(model, (x for x, _ in batches(part, batch_size, spec)))
+    loss_sum = -float(logp[np.arange(len(part)), part.labels].sum(dtype=np.float64)) if len(part) else 0.0
+    correct = int((logp.argmax(axis=1) == part.labels).sum()) if len(part) else 0
     loss_sum, correct = ranks.all_sum([loss_sum, correct])
     return loss_sum / len(split), correct / len(split)
 
@@ -293,9 +289,6 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     return result
 
 
-@paddle.no_grad()
 def probabilities(model, split: Split, spec, batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities (N x classes) of `model` on every input of `split`, in order (one process)."""
-    model.eval()
-    out = [F.softmax(model(paddle.to_tensor(x)), axis=1).numpy() for x, _ in batches(split, batch_size, spec)]
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+    return np.exp(log_probabilities(model, (x for x, _ in batches(split, batch_size, spec))))
