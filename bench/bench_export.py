@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     files = (os.path.join(out, entry["paddle"]["model"]), os.path.join(out, entry["paddle"]["params"]), os.path.join(out, entry["onnx"]))
     x1, xb = backends.timing_inputs(split.images, report.run.preprocessing)
     S = report.run.size
-    print(f"run {report.run.dir}  model {report.run.config['model']} @ {S}px  optimizer {name}  "
+    print(f"run {report.run.dir}  model {report.run.model} @ {S}px  optimizer {name}  "
           f"device paddle={device.paddle} onnx={device.onnx} threads={device.threads} onednn={device.onednn}")
 
     runners = {"dygraph": backends.DygraphRunner(exporter.load_network(report.run, name)),

@@ -75,6 +75,138 @@ def photos_for(manifest, tmp: str) -> list[str]:
     return [path]
 
 
+def start_app(manifest, backend: str, concurrency, tmp: str):
+    """`python serve/app.py` on a free port; (process, url, log file, seconds to listen); None if it exited."""
+    import httpx
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    cmd = [sys.executable, "serve/app.py", "--manifest", manifest.path, "--port", str(port), "--backend", backend]
+    cmd += ["--concurrency", str(concurrency)] if concurrency else []
+    log = open(os.path.join(tmp, "app.log"), "w")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    while True:
+        if proc.poll() is not None:
+            print(f"serve/app.py exited {proc.returncode}; see {log.name}", file=sys.stderr)
+            return None
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return proc, url, log, time.perf_counter() - t0
+        except httpx.TransportError:
+            time.sleep(0.1)
+
+
+def concurrent_load(url: str, manifest, photos: list, names: list, args, pid: int) -> dict:
+    """args.clients gradio_client clients at once sending args.requests /classify calls in all."""
+    from gradio_client import Client, handle_file
+    from tqdm import tqdm
+
+    out = {"latencies": [], "compute": [], "failures": []}
+    lock, bar = threading.Lock(), tqdm(total=args.requests, desc="requests", unit="req", leave=False)
+
+    def worker(k: int):
+        client = Client(url, verbose=False)
+        for i in range(k, args.requests, args.clients):
+            t = time.perf_counter()
+            try:
+                label, info = client.predict(handle_file(photos[i % len(photos)]), names[i % len(names)],
+                                             args.backend, api_name="/classify")
+                took = re.search(r"in \*\*([0-9.]+) ms\*\*", info)  # the page's own preprocess + model time
+                err = None if label.get("label") in manifest.classes and took else f"unexpected answer {label!r} {info!r}"
+            except Exception as e:  # noqa: BLE001 - every failure is counted and reported below
+                err = f"{type(e).__name__}: {e}"
+            with lock:
+                if err:
+                    out["failures"].append(err)
+                else:
+                    out["latencies"].append(time.perf_counter() - t)
+                    out["compute"].append(float(took.group(1)))
+                bar.update()
+
+    t0, server0, client0 = time.perf_counter(), cpu_seconds(pid), cpu_seconds(os.getpid())
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    bar.close()
+    out.update(wall=time.perf_counter() - t0, server_cpu=cpu_seconds(pid) - server0, client_cpu=cpu_seconds(os.getpid()) - client0)
+    return out
+
+
+def large_images(url: str, manifest, names: list, args, pid: int, tmp: str) -> dict:
+    """Rounds of args.clients clients each sending a 40 Mpx PNG at once: server memory before, at the peak
+    (sampled every 20 ms) and after."""
+    from gradio_client import Client, handle_file
+
+    big = large_pngs(tmp)
+    time.sleep(1)
+    out = {"base": rss_mb(pid), "peak": 0.0, "ok": 0, "failed": []}
+    lock, sampling = threading.Lock(), [True]
+
+    def sample():
+        while sampling[0]:
+            out["peak"] = max(out["peak"], rss_mb(pid))
+            time.sleep(0.02)
+
+    def send(k: int):
+        try:
+            label, _ = Client(url, verbose=False).predict(handle_file(big[k % 2]), names[0], args.backend, api_name="/classify")
+            with lock:
+                out["ok"] += label.get("label") in manifest.classes
+        except Exception as e:  # noqa: BLE001 - counted and reported
+            with lock:
+                out["failed"].append(f"{type(e).__name__}: {e}")
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    t0 = time.perf_counter()
+    for _ in range(args.large_rounds):
+        senders = [threading.Thread(target=send, args=(k,)) for k in range(args.clients)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join()
+    out["seconds"] = time.perf_counter() - t0
+    time.sleep(1)
+    sampling[0] = False
+    sampler.join()
+    out["after"] = rss_mb(pid)
+    return out
+
+
+def report(manifest, photos, names, args, times: dict, load_: dict, large: dict | None) -> bool:
+    """Print the figures; whether every request was answered and memory came back."""
+    ms = np.array(load_["latencies"]) * 1000
+    lost = args.requests - len(ms) - len(load_["failures"])
+    print(f"manifest: {manifest.path} ({len(names)} models, {manifest.size} px, backend {args.backend}, "
+          f"{len(photos)} photos, {os.cpu_count()} CPU cores)")
+    print(f"start-up: listening after {times['listen']:.2f} s, first prediction after {times['first']:.2f} s")
+    if len(ms):
+        print(f"{args.clients} clients, {args.requests} requests ({args.requests // args.clients} each): p50 {np.percentile(ms, 50):.1f} ms, "
+              f"p95 {np.percentile(ms, 95):.1f} ms, max {ms.max():.1f} ms, {len(ms) / load_['wall']:.1f} requests/s")
+    if load_["compute"]:
+        print(f"inside the server (preprocess + model): p50 {np.percentile(load_['compute'], 50):.1f} ms, "
+              f"p95 {np.percentile(load_['compute'], 95):.1f} ms")
+    print(f"CPU per request: server {1000 * load_['server_cpu'] / args.requests:.1f} ms, "
+          f"the {args.clients} gradio_client clients {1000 * load_['client_cpu'] / args.requests:.1f} ms")
+    print(f"answered {len(ms)}, failed {len(load_['failures'])}, lost {lost}")
+    for f in load_["failures"][:5]:
+        print("  failed:", f)
+    back = True
+    if large:
+        back = large["after"] <= 1.2 * large["base"]
+        print(f"large images: {args.large_rounds} rounds x {args.clients} clients at once, 40 Mpx PNG (RGB/RGBA): "
+              f"classified {large['ok']} of {args.large_rounds * args.clients} in {large['seconds']:.1f} s")
+        print(f"server memory (RSS): baseline {large['base']:.0f} MB, peak {large['peak']:.0f} MB, after {large['after']:.0f} MB "
+              f"({100 * (large['after'] / large['base'] - 1):+.1f}% of baseline; limit +20%: {'ok' if back else 'NOT back'})")
+        for f in large["failed"][:5]:
+            print("  large image failed:", f)
+    print(f"stopped (SIGTERM) in {times['stop']:.2f} s, exit status {times['status']}")
+    return not load_["failures"] and not lost and back and not (large or {}).get("failed")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", help="export manifest.json (default: the newest under runs/)")
@@ -89,143 +221,30 @@ def main(argv=None) -> int:
     except ManifestError as e:
         print(f"bench/bench_serve.py: {e}", file=sys.stderr)
         return 2
-    import httpx
     from gradio_client import Client, handle_file
-    from tqdm import tqdm
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per HTTP request otherwise
-
     tmp = tempfile.mkdtemp(prefix="bench_serve_")
-    photos = photos_for(manifest, tmp)
-    names = list(manifest.models)
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/"
-    cmd = [sys.executable, "serve/app.py", "--manifest", manifest.path, "--port", str(port), "--backend", args.backend]
-    if args.concurrency:
-        cmd += ["--concurrency", str(args.concurrency)]
-    log = open(os.path.join(tmp, "app.log"), "w")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    photos, names = photos_for(manifest, tmp), list(manifest.models)
+    started = start_app(manifest, args.backend, args.concurrency, tmp)
+    if started is None:
+        return 1
+    proc, url, log, listen = started
     try:
-        while True:
-            if proc.poll() is not None:
-                print(f"serve/app.py exited {proc.returncode}; see {log.name}", file=sys.stderr)
-                return 1
-            try:
-                if httpx.get(url, timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        t_listen = time.perf_counter() - t0
+        t0 = time.perf_counter()
         Client(url, verbose=False).predict(handle_file(photos[0]), names[0], args.backend, api_name="/classify")
-        t_first = time.perf_counter() - t0
-
-        latencies, compute, failures, lock = [], [], [], threading.Lock()
-        bar = tqdm(total=args.requests, desc="requests", unit="req", leave=False)
-
-        def worker(k: int):
-            client = Client(url, verbose=False)
-            for i in range(k, args.requests, args.clients):
-                t = time.perf_counter()
-                try:
-                    label, info = client.predict(handle_file(photos[i % len(photos)]), names[i % len(names)],
-                                                 args.backend, api_name="/classify")
-                    took = re.search(r"in \*\*([0-9.]+) ms\*\*", info)  # the page's own preprocess + model time
-                    ok = label.get("label") in manifest.classes and took
-                    err = None if ok else f"unexpected answer {label!r} {info!r}"
-                except Exception as e:  # noqa: BLE001 - every failure is counted and reported below
-                    err = f"{type(e).__name__}: {e}"
-                with lock:
-                    if err:
-                        failures.append(err)
-                    else:
-                        latencies.append(time.perf_counter() - t)
-                        compute.append(float(took.group(1)))
-                    bar.update()
-
-        threads = [threading.Thread(target=worker, args=(k,)) for k in range(args.clients)]
-        t_load, cpu_load, client_cpu = time.perf_counter(), cpu_seconds(proc.pid), cpu_seconds(os.getpid())
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        wall = time.perf_counter() - t_load
-        server_cpu = cpu_seconds(proc.pid) - cpu_load
-        client_cpu = cpu_seconds(os.getpid()) - client_cpu
-        bar.close()
-
-        # Large images: memory before, at the peak (sampled every 20 ms), and after.
-        big = large_pngs(tmp) if args.large_rounds else []
-        time.sleep(1)
-        mem_base, mem_peak, large_ok, large_failed, sampling = rss_mb(proc.pid), 0.0, 0, [], True
-
-        def sample():
-            nonlocal mem_peak
-            while sampling:
-                mem_peak = max(mem_peak, rss_mb(proc.pid))
-                time.sleep(0.02)
-
-        def send_large(k: int):
-            nonlocal large_ok
-            try:
-                label, _ = Client(url, verbose=False).predict(handle_file(big[k % 2]), names[0], args.backend,
-                                                              api_name="/classify")
-                with lock:
-                    large_ok += label.get("label") in manifest.classes
-            except Exception as e:  # noqa: BLE001 - counted and reported
-                with lock:
-                    large_failed.append(f"{type(e).__name__}: {e}")
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
-        t_large = time.perf_counter()
-        for _ in range(args.large_rounds):
-            rounds = [threading.Thread(target=send_large, args=(k,)) for k in range(args.clients)]
-            for t in rounds:
-                t.start()
-            for t in rounds:
-                t.join()
-        t_large = time.perf_counter() - t_large
-        time.sleep(1)
-        sampling = False
-        sampler.join()
-        mem_after = rss_mb(proc.pid)
+        times = {"listen": listen, "first": listen + time.perf_counter() - t0}
+        load_ = concurrent_load(url, manifest, photos, names, args, proc.pid)
+        large = large_images(url, manifest, names, args, proc.pid, tmp) if args.large_rounds else None
     finally:
         t_stop = time.perf_counter()
         proc.terminate()
         proc.wait(30)
-        t_stop = time.perf_counter() - t_stop
         log.close()
-
-    ms = np.array(latencies) * 1000
-    lost = args.requests - len(latencies) - len(failures)
-    print(f"manifest: {manifest.path} ({len(names)} models, {manifest.size} px, backend {args.backend}, "
-          f"{len(photos)} photos, {os.cpu_count()} CPU cores)")
-    print(f"start-up: listening after {t_listen:.2f} s, first prediction after {t_first:.2f} s")
-    if len(ms):
-        print(f"{args.clients} clients, {args.requests} requests ({args.requests // args.clients} each): p50 {np.percentile(ms, 50):.1f} ms, "
-              f"p95 {np.percentile(ms, 95):.1f} ms, max {ms.max():.1f} ms, {len(ms) / wall:.1f} requests/s")
-    if compute:
-        print(f"inside the server (preprocess + model): p50 {np.percentile(compute, 50):.1f} ms, "
-              f"p95 {np.percentile(compute, 95):.1f} ms")
-    print(f"CPU per request: server {1000 * server_cpu / args.requests:.1f} ms, "
-          f"the {args.clients} gradio_client clients {1000 * client_cpu / args.requests:.1f} ms")
-    print(f"answered {len(latencies)}, failed {len(failures)}, lost {lost}")
-    for f in failures[:5]:
-        print("  failed:", f)
-    back = True
-    if args.large_rounds:
-        n = args.large_rounds * args.clients
-        back = mem_after <= 1.2 * mem_base
-        print(f"large images: {args.large_rounds} rounds x {args.clients} clients at once, 40 Mpx PNG (RGB/RGBA): "
-              f"classified {large_ok} of {n} in {t_large:.1f} s")
-        print(f"server memory (RSS): baseline {mem_base:.0f} MB, peak {mem_peak:.0f} MB, after {mem_after:.0f} MB "
-              f"({100 * (mem_after / mem_base - 1):+.1f}% of baseline; limit +20%: {'ok' if back else 'NOT back'})")
-        for f in large_failed[:5]:
-            print("  large image failed:", f)
-    print(f"stopped (SIGTERM) in {t_stop:.2f} s, exit status {proc.returncode}")
+    times.update(stop=time.perf_counter() - t_stop, status=proc.returncode)
+    ok = report(manifest, photos, names, args, times, load_, large)
     shutil.rmtree(tmp, ignore_errors=True)
-    return 0 if not failures and not lost and back and not large_failed else 1
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

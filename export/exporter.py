@@ -10,36 +10,33 @@ For each optimizer of `runs/<run>/` with a `<optimizer>/best.pdparams`:
    preprocessing: each backend must predict exactly what the trained model predicts, with
    max |Δprob| <= 1e-4; otherwise the model's status is "parity failed: ...".
 
-`export/manifest.json` (format in ARCHITECTURE.md; every path relative to its folder) is all the demo
-reads. A model whose checkpoint sha256, opset and device are unchanged is not exported again.
+`export/manifest.json` (models/manifest.py: format, writer, reader; every path relative to its folder) is
+all the demo reads. A model whose checkpoint sha256, opset and device are unchanged is not exported again.
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
 
 import numpy as np
 from tqdm import tqdm
 
 import models
-from util import runtime
 from models import inference as backends
+from models import manifest as contract
+from models import rundir
 from models.dataset import DatasetError, open_dataset
-from util.io import DamagedFile, read_json, remove_stale_temps, write_json
+from util import runtime
+from util.io import DamagedFile, remove_stale_temps
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
-FORMAT = 2  # 2: preprocessing is the model's own (models.Preprocessing.as_dict), with the model name
 TOLERANCE = 1e-4  # max |Δprob| allowed between an exported backend and the trained model
 EXAMPLES_PER_CLASS = 2
-INPUT_NAME = "x"
+INPUT_NAME = contract.INPUT_NAME
 
 
 class RunError(Exception):
@@ -53,7 +50,7 @@ class ModelFailed(Exception):
 @dataclass
 class Run:
     dir: str
-    config: dict
+    saved: rundir.RunDir  # what training wrote (models/rundir.py)
     results: dict  # optimizer -> results.json row
     checkpoints: dict  # optimizer -> best.pdparams path, in the run's optimizer order
     notes: list = field(default_factory=list)
@@ -61,18 +58,19 @@ class Run:
 
     @property
     def size(self) -> int:
-        return int(self.config["image_size"])
+        return self.saved.image_size
 
     @property
     def preprocessing(self) -> models.Preprocessing:
-        """What the run trained with (config.json), or for older runs its model's preprocessing at its size."""
-        if "preprocessing" in self.config:
-            return models.Preprocessing.from_dict(self.config["preprocessing"])
-        return models.preprocessing(self.config["model"], self.size)
+        return self.saved.preprocessing
 
     @property
     def classes(self) -> list:
-        return list(self.config["classes"])
+        return self.saved.classes
+
+    @property
+    def model(self) -> str:
+        return self.saved.model
 
 
 @dataclass
@@ -83,46 +81,20 @@ class TestSplit:
 
 
 def newest_run(runs_dir: str = RUNS) -> str:
-    """The run folder (one holding config.json) under `runs_dir` whose config.json is newest."""
-    found = [os.path.join(runs_dir, d) for d in os.listdir(runs_dir)] if os.path.isdir(runs_dir) else []
-    found = [d for d in found if os.path.isfile(os.path.join(d, "config.json"))]
-    if not found:
+    """The run folder under `runs_dir` whose config.json is newest."""
+    found = rundir.newest(runs_dir)
+    if found is None:
         raise RunError(f"no runs under {runs_dir}: train one first (python train/run_all.py) or pass --run DIR")
-    return max(found, key=lambda d: os.path.getmtime(os.path.join(d, "config.json")))
+    return found
 
 
 def open_run(run_dir: str, optimizers: list | None = None, winner_only: bool = False) -> Run:
-    """Read config.json and results.json and find the best checkpoints; RunError if nothing can be exported.
+    """The run's settings, results and best checkpoints; RunError if nothing can be exported.
     `winner_only`: just the run's winner (see `choose_winner`)."""
-    run_dir = os.path.abspath(run_dir)
-    cfg_path = os.path.join(run_dir, "config.json")
-    if not os.path.isdir(run_dir):
-        raise RunError(f"run folder {run_dir} does not exist: pass --run runs/<name>, or omit --run for the newest run")
-    if not os.path.isfile(cfg_path):
-        raise RunError(f"{run_dir} is not a run folder (no config.json): pass --run runs/<name> as written by train/run_all.py")
-    results_path = os.path.join(run_dir, "results.json")
-    try:
-        config = read_json(cfg_path)
-        if not isinstance(config, dict):
-            raise DamagedFile(f"{cfg_path} is unreadable (not a run's settings)")
-    except DamagedFile as e:
-        raise RunError(f"{e}: the run's settings are lost, so it cannot be exported; run the training command that "
-                       f"made it again (train/run_all.py says how to recover)") from None
-    try:
-        summary = read_json(results_path, {}) or {}
-        if not isinstance(summary, dict):
-            raise DamagedFile(f"{results_path} is unreadable (not a run's results)")
-    except DamagedFile as e:
-        raise RunError(f"{e}; run the training command that made this run again: it rewrites results.json from "
-                       f"the optimizers' own files without training again") from None
-    results = summary.get("optimizers", {})
-    need = [k for k in ("model", "image_size", "classes", "data") if k not in config]
-    if need:
-        raise RunError(f"{cfg_path} lacks {', '.join(need)}: not a run written by train/run_all.py")
-    names = list(config.get("optimizers") or sorted(d for d in os.listdir(run_dir)
-                                                      if os.path.isfile(os.path.join(run_dir, d, "best.pdparams"))))
-    ckpt = {n: os.path.join(run_dir, n, "best.pdparams") for n in names}
-    have = {n: p for n, p in ckpt.items() if os.path.isfile(p)}
+    saved, summary = _read_run(run_dir)
+    results, run_dir = summary.get("optimizers", {}), saved.path
+    names = saved.optimizers
+    have = {n: saved.checkpoint(n) for n in names if os.path.isfile(saved.checkpoint(n))}
     named = summary.get("winner") if isinstance(summary.get("winner"), str) and summary.get("winner") else None
     if winner_only:
         best = named or choose_winner({n: results.get(n, {}).get("best_val_acc") for n in have})
@@ -131,20 +103,39 @@ def open_run(run_dir: str, optimizers: list | None = None, winner_only: bool = F
                            f"one on; pass --optimizers instead of --winner")
         optimizers = [best]
     if optimizers:
-        unknown = [o for o in optimizers if o not in names]
-        if unknown:
-            raise RunError(f"this run has no optimizer {', '.join(unknown)}; it has: {', '.join(names)}")
-        lacking = [o for o in optimizers if o not in have]
-        if lacking:
-            raise RunError(f"no best checkpoint for {', '.join(lacking)} ({_train_status(results, lacking[0])}); "
-                           f"train it again or leave it out of --optimizers")
-        have = {o: have[o] for o in names if o in optimizers}
+        have = _selected(run_dir, names, have, optimizers, results)
     if not have:
         raise RunError(f"{run_dir} has no best checkpoints (<optimizer>/best.pdparams): its training did not finish; "
                        f"rerun train/run_all.py (it resumes)")
     notes = [f"not exported: {n} has no best checkpoint ({_train_status(results, n)})" for n in names if n not in have
              and not optimizers]
-    return Run(run_dir, config, results, have, notes, named)
+    return Run(run_dir, saved, results, have, notes, named)
+
+
+def _read_run(run_dir: str) -> tuple[rundir.RunDir, dict]:
+    try:
+        saved = rundir.read(run_dir)
+    except rundir.RunDirError as e:
+        raise RunError(f"{e}: pass --run runs/<name>, or omit --run for the newest run") from None
+    except DamagedFile as e:
+        raise RunError(f"{e}: the run's settings are lost, so it cannot be exported; run the training command that "
+                       f"made it again (train/run_all.py says how to recover)") from None
+    try:
+        return saved, saved.results()
+    except DamagedFile as e:
+        raise RunError(f"{e}; run the training command that made this run again: it rewrites results.json from "
+                       f"the optimizers' own files without training again") from None
+
+
+def _selected(run_dir: str, names: list, have: dict, optimizers: list, results: dict) -> dict:
+    unknown = [o for o in optimizers if o not in names]
+    if unknown:
+        raise RunError(f"this run has no optimizer {', '.join(unknown)}; it has: {', '.join(names)}")
+    lacking = [o for o in optimizers if o not in have]
+    if lacking:
+        raise RunError(f"no best checkpoint for {', '.join(lacking)} ({_train_status(results, lacking[0])}); "
+                       f"train it again or leave it out of --optimizers")
+    return {o: have[o] for o in names if o in optimizers}
 
 
 def choose_winner(val_acc: dict) -> str | None:
@@ -163,7 +154,7 @@ def dataset_of(config: dict) -> dict:
     return {"name": name, "synthetic": synthetic}
 
 
-BOARD = ("leaderboard.md", "compare.png", "leaderboard.png", "confusion.png", "mistakes.png")
+BOARD = rundir.BOARD
 
 
 def copy_board(run_dir: str, out: str) -> dict:
@@ -199,7 +190,7 @@ def _train_status(results: dict, name: str) -> str:
 
 def load_test_split(run: Run, data_root: str | None = None, progress: bool = True) -> TestSplit:
     """The run's test images (minus the ones training skipped), decoded and resized by the run's preprocessing."""
-    data = run.config["data"]
+    data = run.saved.data
     root = data_root or data.get("root", "")
     try:
         ds = open_dataset(root)
@@ -252,13 +243,13 @@ def load_network(run: Run, name: str) -> backends.Softmax:
         runtime.check_stop()
         raise ModelFailed(f"failed: {rel} is not a readable checkpoint ({type(e).__name__}); "
                           f"retrain {name} or remove its folder") from None
-    net = models.build_model(run.config["model"], len(run.classes), image_size=run.size)
+    net = models.build_model(run.model, len(run.classes), image_size=run.size)
     want = net.state_dict()
     if not isinstance(state, dict):
         raise ModelFailed(f"failed: {rel} holds a {type(state).__name__}, not a state dict; retrain {name}")
     bad = [k for k in want if k not in state or list(state[k].shape) != list(want[k].shape)]
     if bad:
-        raise ModelFailed(f"failed: {rel} does not fit {run.config['model']} with {len(run.classes)} classes "
+        raise ModelFailed(f"failed: {rel} does not fit {run.model} with {len(run.classes)} classes "
                           f"({len(bad)} of {len(want)} weights missing or misshapen, e.g. {bad[0]}); retrain {name}")
     net.set_state_dict(state)
     return backends.Softmax(net).eval()
@@ -387,11 +378,6 @@ def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EX
     return rels
 
 
-def _content(manifest: dict) -> str:
-    """A manifest's content apart from its creation time, to leave an unchanged manifest untouched."""
-    return json.dumps({k: v for k, v in manifest.items() if k != "created"}, sort_keys=True, default=str)
-
-
 def _files_exist(out: str, entry: dict) -> bool:
     paths = [entry.get("onnx"), *(entry.get("paddle") or {}).values()]
     return all(p and os.path.isfile(os.path.join(out, p)) for p in paths)
@@ -424,30 +410,61 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
     run = open_run(run_dir, optimizers, winner_only)
     device = device or backends.choose_device("auto")
     out = os.path.join(run.dir, "export")
-    path = os.path.join(out, "manifest.json")
-    try:
-        prev = read_json(path, {}) or {}
-    except ValueError:
-        prev = {}
-        run.notes.append("the previous manifest.json was unreadable: every model is exported again")
-    same_setup = (prev.get("format") == FORMAT and prev.get("device") == device.as_dict() and prev.get("classes") == run.classes
-                  and prev.get("model") == run.config["model"] and prev.get("preprocessing") == run.preprocessing.as_dict())
-    prev_models = prev.get("models", {}) if same_setup else {}
+    path = os.path.join(out, contract.FILE)
+    prev, prev_models = _previous(run, path, device)
     shas = {n: sha256(p) for n, p in run.checkpoints.items()}
-
-    def unchanged(n: str) -> bool:
-        e = prev_models.get(n) or {}
-        return (not force and e.get("status") == "ok" and e.get("checkpoint_sha256") == shas[n]
-                and e.get("opset") == opset and _files_exist(out, e))
-
-    todo = [n for n in run.checkpoints if not unchanged(n)]
+    todo = [n for n in run.checkpoints if force or not _unchanged(prev_models.get(n), shas[n], opset, out)]
     split = load_test_split(run, data_root, progress) if todo else None
+    _clean(out)
+    rows, provider, output_name = _export_all(run, todo, prev_models, shas, out, split, device, opset, bench_s, progress)
+    entries = _entries(run, rows, prev, prev_models, out)
+    if provider and provider != device.onnx:
+        run.notes.append(f"ONNX Runtime could not use {device.onnx}; it ran on {provider}")
+        device = replace(device, onnx=provider)
+    examples = copy_examples(split, run.classes, out) if split is not None else \
+        [p for p in prev.get("examples", []) if os.path.isfile(os.path.join(out, p))]
+    winner, chosen_by = run.winner, "results.json (training: best validation accuracy)"
+    if winner is None:
+        winner = choose_winner({n: e.get("best_val_acc") for n, e in entries.items() if e.get("status") == "ok"})
+        chosen_by = "export: highest best validation accuracy among the exported models"
+    manifest = contract.document(
+        model=run.model, classes=run.classes, spec=run.preprocessing, dataset=dataset_of(run.saved.config),
+        output_name=output_name or (prev.get("output") or {}).get("name"), device=device.as_dict(), winner=winner,
+        winner_chosen_by=chosen_by, examples=examples, leaderboard=copy_board(run.dir, out), models=entries)
+    return Report(run, path, contract.write(path, manifest, prev), rows)
+
+
+def _previous(run: Run, path: str, device: backends.Device) -> tuple[dict, dict]:
+    """The previous manifest ({} if none or unreadable) and its model entries that may be reused (same device,
+    classes, model and preprocessing)."""
+    prev = {}
+    if os.path.exists(path):
+        try:
+            prev = contract.read(path)
+        except contract.ManifestError:
+            run.notes.append("the previous manifest.json was unreadable or of another format: every model is exported again")
+    same_setup = prev.get("device") == device.as_dict() and prev.get("classes") == run.classes and \
+        prev.get("model") == run.model and prev.get("preprocessing") == run.preprocessing.as_dict()
+    return prev, (prev.get("models", {}) if same_setup else {})
+
+
+def _unchanged(entry: dict | None, sha: str, opset: int, out: str) -> bool:
+    e = entry or {}
+    return e.get("status") == "ok" and e.get("checkpoint_sha256") == sha and e.get("opset") == opset and _files_exist(out, e)
+
+
+def _clean(out: str) -> None:
+    """What a killed export left: atomic writes' temp files, and its working folders."""
     os.makedirs(out, exist_ok=True)
-    remove_stale_temps(out)  # a killed export's: atomic writes' temp files, and its working folders below
+    remove_stale_temps(out)
     for f in os.listdir(out):
         if (f.endswith(".tmp") or f.endswith(".old")) and f.startswith(".") and os.path.isdir(os.path.join(out, f)):
             shutil.rmtree(os.path.join(out, f), ignore_errors=True)
-    rows, output_name, provider, memo = [], (prev.get("output") or {}).get("name"), None, {}
+
+
+def _export_all(run, todo, prev_models, shas, out, split, device, opset, bench_s, progress) -> tuple[list, str | None, str | None]:
+    """One Row per selected model (exported, unchanged or failed); the ONNX provider and output name used."""
+    rows, output_name, provider, memo = [], None, None, {}
     for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if progress and todo else True):
         if n not in todo:
             rows.append(Row(n, prev_models[n], "unchanged"))
@@ -464,48 +481,20 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
         res = run.results.get(n, {})
         entry.update(checkpoint_sha256=shas[n], best_val_acc=res.get("best_val_acc"), best_epoch=res.get("best_epoch"))
         rows.append(Row(n, entry, "exported" if entry["status"] == "ok" else "failed"))
+    return rows, provider, output_name
 
-    # Models exported earlier but not selected now stay listed while their checkpoint and files are unchanged.
+
+def _entries(run: Run, rows: list, prev: dict, prev_models: dict, out: str) -> dict:
+    """The manifest's models in the run's order: this export's, plus those exported earlier but not selected
+    now while their checkpoint and files are unchanged."""
     entries = {r.name: r.entry for r in rows}
     for n, e in prev.get("models", {}).items():
         if n in entries:
             continue
-        ckpt = os.path.join(run.dir, n, "best.pdparams")
+        ckpt = run.saved.checkpoint(n)
         if n in prev_models and os.path.isfile(ckpt) and e.get("checkpoint_sha256") == sha256(ckpt) and _files_exist(out, e):
             entries[n] = e
         else:
             run.notes.append(f"{n} left out of the manifest (its checkpoint or device changed): export it with --optimizers {n}")
-    order = list(run.config.get("optimizers") or []) + sorted(entries)
-    entries = {n: entries[n] for n in dict.fromkeys(order) if n in entries}
-
-    if provider and provider != device.onnx:
-        run.notes.append(f"ONNX Runtime could not use {device.onnx}; it ran on {provider}")
-        device = replace(device, onnx=provider)
-    if split is not None:
-        examples = copy_examples(split, run.classes, out)
-    else:
-        examples = [p for p in prev.get("examples", []) if os.path.isfile(os.path.join(out, p))]
-    S, C = run.size, len(run.classes)
-    winner, chosen_by = run.winner, "results.json (training: best validation accuracy)"
-    if winner is None:
-        winner = choose_winner({n: e.get("best_val_acc") for n, e in entries.items() if e.get("status") == "ok"})
-        chosen_by = "export: highest best validation accuracy among the exported models"
-    manifest = {
-        "format": FORMAT, "run": "..", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "classes": run.classes, "model": run.config["model"],
-        "dataset": dataset_of(run.config),
-        "preprocessing": run.preprocessing.as_dict(),
-        "input": {"name": INPUT_NAME, "shape": [-1, 3, S, S], "dtype": "float32", "layout": "NCHW RGB"},
-        "output": {"name": output_name, "meaning": "softmax probabilities", "shape": [-1, C]},
-        "device": device.as_dict(),
-        "winner": winner,
-        "winner_chosen_by": chosen_by if winner else None,
-        "examples": examples,
-        "leaderboard": copy_board(run.dir, out),
-        "models": entries,
-    }
-    if _content(manifest) != _content(prev):
-        write_json(path, manifest)
-    else:
-        manifest = prev
-    return Report(run, path, manifest, rows)
+    order = list(run.saved.optimizers) + sorted(entries)
+    return {n: entries[n] for n in dict.fromkeys(order) if n in entries}

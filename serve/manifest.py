@@ -1,4 +1,4 @@
-"""Read an export manifest.json (written by export/to_onnx.py) for the demo and serve/predict.py.
+"""The demo's and serve/predict.py's view of an export manifest (models/manifest.py reads and checks its format).
 
 Every file the manifest names — models, leaderboard markdown, plots, the winner's mistakes, examples —
 must resolve (links followed) to a file inside the manifest's own folder. An entry that does not is
@@ -7,20 +7,14 @@ refused: it is never opened, never handed to Gradio, and `Manifest.refused` hold
 """
 from __future__ import annotations
 
-import glob
-import json
 import os
 from dataclasses import dataclass, field
 
 import models
+from models import manifest as contract
+from models.manifest import ManifestError, newest  # noqa: F401  (what the demo and predict use)
 
-FORMAT = 2
-RUN_FIRST = "Run these two commands first:\n  python train/run_all.py\n  python export/to_onnx.py"
 MAX_MARKDOWN = 1 << 20  # leaderboard.md is a table; read at most 1 MiB of it
-
-
-class ManifestError(RuntimeError):
-    """The manifest is missing or unusable; the message says what to do (no traceback for users)."""
 
 
 class Refused(ValueError):
@@ -70,14 +64,6 @@ class Manifest:
         return bool(self.dataset.get("synthetic"))
 
 
-def newest(runs_dir: str) -> str:
-    """The manifest of the most recently exported run under `runs_dir`."""
-    found = glob.glob(os.path.join(runs_dir, "*", "export", "manifest.json"))
-    if not found:
-        raise ManifestError(f"no export manifest found under {runs_dir}.\n{RUN_FIRST}")
-    return max(found, key=os.path.getmtime)
-
-
 def inside(folder: str, rel, what: str) -> str:
     """The real path of `rel` (relative to `folder`) if it is a file inside `folder` after following links;
     else Refused with the line to show."""
@@ -112,27 +98,9 @@ def _val_rank(entries: dict, order: list) -> list:
 def load(path: str) -> Manifest:
     """Parse and check a manifest; models whose status is not "ok" or whose files are missing or outside
     are listed in `unavailable` with the reason instead of failing the whole demo."""
-    if not os.path.isfile(path):
-        raise ManifestError(f"manifest not found: {path}\n{RUN_FIRST}")
-    try:
-        with open(path, encoding="utf-8") as f:
-            m = json.load(f)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path}: not a readable manifest ({type(e).__name__}); rerun python export/to_onnx.py") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise ManifestError(f"{path}: unknown manifest format {m.get('format') if isinstance(m, dict) else None!r} "
-                            f"(this demo reads format {FORMAT}); rerun python export/to_onnx.py")
+    m = contract.read(path)
     folder = os.path.dirname(os.path.realpath(path))
-    try:
-        classes, input_name, entries = tuple(m["classes"]), m["input"]["name"], m["models"]
-        entries.items()
-        spec = models.Preprocessing.from_dict(m["preprocessing"])
-        ours = models.preprocessing(m["model"], spec.size)
-    except (KeyError, TypeError, ValueError, AttributeError) as e:
-        raise ManifestError(f"{path}: manifest lacks or garbles {e}; rerun python export/to_onnx.py") from None
-    if spec != ours:
-        raise ManifestError(f"{path}: exported with a different preprocessing than this checkout's for {m['model']}; "
-                            "rerun python export/to_onnx.py with this checkout")
+    classes, input_name, entries, spec = tuple(m["classes"]), m["input"]["name"], m["models"], contract.spec_of(m)
 
     servable, unavailable, refused = {}, {}, []
     for name, e in entries.items():

@@ -67,67 +67,83 @@ def photo_files(paths: list) -> tuple[list, list]:
     return files, bad
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    try:
-        manifest = load(args.manifest or newest(args.runs))
-    except ManifestError as e:
-        print(f"serve/predict.py: {e}", file=sys.stderr)
-        return 2
+def chosen_models(manifest, args) -> list[str]:
+    """--all, --model NAME, or the run's winner; ValueError (one line) for a model that cannot be used."""
     if args.all:
-        names = list(manifest.models)
-    elif args.model:
+        return list(manifest.models)
+    if args.model:
         if args.model not in manifest.models:
             why = manifest.unavailable.get(args.model, "not in this manifest")
-            print(f"serve/predict.py: model {args.model!r} cannot be used ({why}); choose one of "
-                  f"{', '.join(manifest.models)}", file=sys.stderr)
-            return 2
-        names = [args.model]
-    else:
-        names = [manifest.winner]
-        if manifest.winner_note:
-            print(f"note: {manifest.winner_note}", file=sys.stderr)
-    engines = Engines(manifest)
-    files, bad = photo_files(args.photos)
-    rows = []
-    for path in files:
+            raise ValueError(f"model {args.model!r} cannot be used ({why}); choose one of {', '.join(manifest.models)}")
+        return [args.model]
+    if manifest.winner_note:
+        print(f"note: {manifest.winner_note}", file=sys.stderr)
+    return [manifest.winner]
+
+
+def classify(manifest, engines, names: list, paths: list, backend: str, top_k: int) -> tuple[list, list]:
+    """(one row per photo and model, [(photo, why)] for the unreadable ones)."""
+    rows, bad = [], []
+    for path in paths:
         try:
             x = decode.preprocess(path, manifest.preprocessing)[None]
         except models.ImageError as e:
             bad.append((path, str(e)))
             continue
         for name in names:
-            probs, _ = engines.run(args.backend, name, x)
+            probs, _ = engines.run(backend, name, x)
             p = {c: float(v) for c, v in zip(manifest.classes, probs[0])}
-            top = sorted(p.items(), key=lambda kv: -kv[1])[:args.top_k]
+            top = sorted(p.items(), key=lambda kv: -kv[1])[:top_k]
             rows.append({"photo": path, "model": name, "class": top[0][0], "model_confidence": top[0][1],
                          "top_k": [[c, v] for c, v in top], "probabilities": p})
+    return rows, bad
 
+
+def print_json(manifest, engines, names, rows, bad, backend: str) -> None:
+    json.dump({"manifest": manifest.path, "run": manifest.run, "backend": backend,
+               "device": engines.where(backend), "classes": list(manifest.classes),
+               "synthetic": manifest.synthetic, "winner": manifest.run_winner or manifest.winner,
+               "models": {n: {"best_val_acc": manifest.models[n].best_val_acc,
+                              "test_acc": manifest.models[n].accuracy(backend)} for n in names},
+               "results": rows, "unreadable": [{"photo": f, "error": why} for f, why in bad]},
+              sys.stdout, indent=2)
+    print()
+
+
+def print_table(manifest, engines, names, rows, backend: str, top_k: int) -> None:
+    if manifest.synthetic:
+        print(f"warning: {SYNTHETIC}", file=sys.stderr)
+    print(knows(manifest.classes))
+    for n in names:
+        e = manifest.models[n]
+        tag = " (the run's winner)" if n == manifest.run_winner else ""
+        print(f"model {n}{tag}: best validation accuracy {pct(e.best_val_acc)}, "
+              f"test accuracy {pct(e.accuracy(backend))}; {engines.where(backend)}")
+    table = [("photo", "class", "model confidence", "model") + (("next",) if top_k > 1 else ())]
+    for r in rows:
+        more = ", ".join(f"{c} {pct(v)}" for c, v in r["top_k"][1:])
+        table.append((r["photo"], r["class"], pct(r["model_confidence"]), r["model"]) + ((more,) if top_k > 1 else ()))
+    widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
+    for t in table if rows else []:
+        print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        manifest = load(args.manifest or newest(args.runs))
+        names = chosen_models(manifest, args)
+    except (ManifestError, ValueError) as e:
+        print(f"serve/predict.py: {e}", file=sys.stderr)
+        return 2
+    engines = Engines(manifest)
+    files, bad = photo_files(args.photos)
+    rows, unreadable = classify(manifest, engines, names, files, args.backend, args.top_k)
+    bad += unreadable
     if args.json:
-        json.dump({"manifest": manifest.path, "run": manifest.run, "backend": args.backend,
-                   "device": engines.where(args.backend), "classes": list(manifest.classes),
-                   "synthetic": manifest.synthetic, "winner": manifest.run_winner or manifest.winner,
-                   "models": {n: {"best_val_acc": manifest.models[n].best_val_acc,
-                                  "test_acc": manifest.models[n].accuracy(args.backend)} for n in names},
-                   "results": rows, "unreadable": [{"photo": f, "error": why} for f, why in bad]},
-                  sys.stdout, indent=2)
-        print()
+        print_json(manifest, engines, names, rows, bad, args.backend)
     else:
-        if manifest.synthetic:
-            print(f"warning: {SYNTHETIC}", file=sys.stderr)
-        print(knows(manifest.classes))
-        for n in names:
-            e = manifest.models[n]
-            tag = " (the run's winner)" if n == manifest.run_winner else ""
-            print(f"model {n}{tag}: best validation accuracy {pct(e.best_val_acc)}, "
-                  f"test accuracy {pct(e.accuracy(args.backend))}; {engines.where(args.backend)}")
-        table = [("photo", "class", "model confidence", "model") + (("next",) if args.top_k > 1 else ())]
-        for r in rows:
-            more = ", ".join(f"{c} {pct(v)}" for c, v in r["top_k"][1:])
-            table.append((r["photo"], r["class"], pct(r["model_confidence"]), r["model"]) + ((more,) if args.top_k > 1 else ()))
-        widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
-        for t in table if rows else []:
-            print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
+        print_table(manifest, engines, names, rows, args.backend, args.top_k)
     for f, why in bad:
         print(f"serve/predict.py: {f}: {why.removeprefix(os.path.basename(f) + ': ')}", file=sys.stderr)
     return 1 if bad else 0

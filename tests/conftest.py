@@ -1,11 +1,15 @@
 """Shared fixtures: one tiny sweep and one export per test session, made through the users' entry points."""
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import pytest
 
@@ -51,8 +55,7 @@ def kaggle_fixture(tmp_path_factory):
 def tiny_run(kaggle_fixture, tmp_path_factory):
     """runs/<run>/ from `train/run_all.py` on the fixture: two optimizers, a few epochs."""
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
-            "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--out", out)
+    run_cli("train/run_all.py", "--data", kaggle_fixture, *TINY, "--out", out)
     return str(out)
 
 
@@ -61,3 +64,132 @@ def tiny_export(tiny_run):
     """runs/<run>/export/ from `export/to_onnx.py` on the tiny run."""
     run_cli("export/to_onnx.py", "--run", tiny_run, "--opset", "13")
     return os.path.join(tiny_run, "export")
+
+# ---- helpers every stage's tests share ---------------------------------------------------------------------
+SMALL = ["--model", "smallcnn", "--image-size", "32", "--batch-size", "16"]  # training mechanics, fast
+TINY = ["--optimizers", "sgd,adam", "--epochs", "3", *SMALL]  # the settings of tiny_run
+
+
+def load_json(path):
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def read_manifest(export: str) -> dict:
+    return load_json(os.path.join(export, "manifest.json"))
+
+
+def copy_run(src: str, dst, keep_export: bool = False) -> str:
+    """A copy of a run folder to change (the session fixtures stay as made)."""
+    return shutil.copytree(src, str(dst), ignore=None if keep_export else shutil.ignore_patterns("export"))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def clean(p):
+    """No traceback, no Paddle C++ error block."""
+    both = p.stdout + p.stderr
+    assert "Traceback" not in both and "FatalError" not in both and "C++ Traceback" not in both, both[-3000:]
+
+
+def one_line_error(p, *needles) -> str:
+    """Exit status 2 and exactly one "error: " line naming every needle."""
+    clean(p)
+    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, p.stderr
+    for n in needles:
+        assert n in errors[0], errors[0]
+    return errors[0]
+
+
+def assert_interrupted(p, out, err):
+    both = out + err
+    assert p.returncode == 130, (p.returncode, err[-2000:])
+    assert "Traceback" not in both and "FatalError" not in both and "Termination signal" not in both, both[-3000:]
+    assert "run the same command again to resume" in err
+
+
+class App:
+    """`python serve/app.py ...` running in the background until stop(), with its own TMPDIR (so the
+    demo's temporary folder, and the machine-wide Gradio folder it must not use, are under log_dir)."""
+
+    def __init__(self, *args, log_dir):
+        import httpx
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        self.log = os.path.join(str(log_dir), f"app-{self.port}.log")
+        self.tmpdir = os.path.join(str(log_dir), f"tmp-{self.port}")
+        os.makedirs(self.tmpdir)
+        env = dict(os.environ, TMPDIR=self.tmpdir, PYTHONUNBUFFERED="1")
+        env.pop("GRADIO_TEMP_DIR", None)
+        with open(self.log, "w") as out:
+            self.proc = subprocess.Popen([sys.executable, "serve/app.py", "--port", str(self.port), *map(str, args)],
+                                         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"serve/app.py exited {self.proc.returncode}:\n{self.output()}")
+            try:
+                if httpx.get(self.url, timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise AssertionError(f"serve/app.py did not answer within 180 s:\n{self.output()}")
+
+    def output(self, tail: int = 4000) -> str:
+        with open(self.log) as f:
+            return f.read()[-tail:]
+
+    @property
+    def temp(self) -> str:
+        """The demo's own temporary folder, as its start line names it."""
+        return re.search(r"temporary files in (\S+) \(removed on exit\)", self.output(100_000))[1]
+
+    def rss_mb(self) -> float:
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+    def signal(self, sig, timeout=30) -> float:
+        """Send `sig`; the seconds the process took to exit."""
+        t = time.monotonic()
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout)
+        return time.monotonic() - t
+
+    def stop(self):
+        if self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture(scope="session")
+def effnet_run(kaggle_fixture, tmp_path_factory):
+    """The default model and regime (efficientnet_lite0, head on cached features) on the small fixture at 64 px."""
+    out = tmp_path_factory.mktemp("effnet") / "run"
+    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
+            "--image-size", "64", "--out", out)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def hym_export(tmp_path_factory):
+    """A default-profile run on real photos (two optimizers), exported."""
+    if not os.path.isdir(HYMENOPTERA):
+        pytest.skip("needs ../shared/data/hymenoptera (real photos), absent here")
+    out = tmp_path_factory.mktemp("hym") / "run"
+    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "momentum,adam", "--out", out)
+    run_cli("export/to_onnx.py", "--run", out)
+    return os.path.join(out, "export")

@@ -2,10 +2,8 @@
 gloo), two "nodes" on localhost, and `run_all.py --parallel 2` against the sequential sweep."""
 from __future__ import annotations
 
-import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -15,15 +13,9 @@ import numpy as np
 import pytest
 
 import models  # noqa: F401  (first: quiets Paddle's import-time warnings)
-from conftest import ROOT, run_cli
+from conftest import ROOT, SMALL, free_port, load_json, run_cli
 
 CACHE = models.cache_root()  # run_all.py's default --cache-dir (a temporary folder under the tests)
-TINY = ["--model", "smallcnn", "--epochs", "3", "--image-size", "32", "--batch-size", "16"]  # the settings of conftest's tiny_run
-
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def files(run):
@@ -120,7 +112,7 @@ def test_data_parallel_step_equals_the_one_process_step(tmp_path):
     script.write_text(STEP_CHECK.format(root=ROOT))
     launch(tmp_path / "log", script, tmp_path)
     for rank in (0, 1):
-        out = load(tmp_path / f"rank{rank}.json")
+        out = load_json(tmp_path / f"rank{rank}.json")
         assert [r[0] for r in out["rows"]] == [5, 5, 1 - rank]  # rank 1's last shard is empty
         for _, n, loss, loss_dp, ok, ok_dp in out["rows"]:
             assert loss == pytest.approx(loss_dp, rel=1e-5) and ok == ok_dp
@@ -132,7 +124,7 @@ def test_data_parallel_step_equals_the_one_process_step(tmp_path):
 def dp_run(kaggle_fixture, tmp_path_factory):
     """The tiny sweep, data-parallel over two CPU processes."""
     tmp = tmp_path_factory.mktemp("dp")
-    p = launch(tmp / "log", "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", *TINY, "--out", tmp / "run")
+    p = launch(tmp / "log", "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", *SMALL, "--epochs", "3", "--out", tmp / "run")
     return str(tmp / "run"), p
 
 
@@ -143,17 +135,17 @@ def test_data_parallel_sweep_on_two_cpu_processes(dp_run, tiny_run, kaggle_fixtu
     from train.ranks import weights_sha256
 
     run, proc = dp_run
-    cfg = load(os.path.join(run, "config.json"))
+    cfg = load_json(os.path.join(run, "config.json"))
     assert cfg["distributed"]["world_size"] == 2 and cfg["distributed"]["backend"] == "gloo"
     assert cfg["distributed"]["effective_batch_size"] == 16 and cfg["distributed"]["per_rank_batch_size"] == [8, 8]
     assert cfg["distributed"]["lr_scaling"].startswith("none")
     assert files(run) == files(tiny_run)  # exactly one set of outputs, the same as a single-process run's
     assert proc.stdout.count("run directory:") == 1  # only rank 0 reports
-    res = load(os.path.join(run, "results.json"))["optimizers"]
+    res = load_json(os.path.join(run, "results.json"))["optimizers"]
     assert list(res) == ["sgd", "adam"]
     for name, r in res.items():
         assert r["status"] == "done" and r["best_val_acc"] > 0.8 and r["test_acc"] > 0.8, (name, r)  # it learns
-        hist = load(os.path.join(run, name, "history.json"))
+        hist = load_json(os.path.join(run, name, "history.json"))
         assert [h["epoch"] for h in hist] == [1, 2, 3]
         for h in hist:  # both ranks held the same weights after every epoch
             assert len(h["rank_weights_sha256"]) == 2 and len(set(h["rank_weights_sha256"])) == 1
@@ -173,7 +165,7 @@ def test_data_parallel_resume_under_the_launcher(dp_run, kaggle_fixture, tmp_pat
     ref = dp_run[0]
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "paddle.distributed.launch", "--nproc_per_node", "2", "--log_dir", str(tmp_path / "log"),
-           "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", *TINY, "--out", str(out)]
+           "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", *SMALL, "--epochs", "3", "--out", str(out)]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     hist = out / "adam" / "history.json"
     deadline = time.time() + 180
@@ -182,24 +174,18 @@ def test_data_parallel_resume_under_the_launcher(dp_run, kaggle_fixture, tmp_pat
     proc.send_signal(signal.SIGTERM)  # the launcher stops both ranks
     proc.wait(timeout=60)
     assert not (out / "adam" / "result.json").exists(), "the stop came too late to test resume"
-    assert len(load(hist)) < 3
-    launch(tmp_path / "log", "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", *TINY, "--out", out)
-    a, b = load(os.path.join(ref, "adam", "result.json")), load(out / "adam" / "result.json")
+    assert len(load_json(hist)) < 3
+    launch(tmp_path / "log", "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", *SMALL, "--epochs", "3", "--out", out)
+    a, b = load_json(os.path.join(ref, "adam", "result.json")), load_json(out / "adam" / "result.json")
     for key in ("status", "best_val_acc", "best_epoch", "test_acc", "test_loss"):
         assert a[key] == b[key], key
-    ha, hb = load(os.path.join(ref, "adam", "history.json")), load(hist)
+    ha, hb = load_json(os.path.join(ref, "adam", "history.json")), load_json(hist)
     assert [(h["train_loss"], h["val_loss"], h["rank_weights_sha256"]) for h in ha] == \
            [(h["train_loss"], h["val_loss"], h["rank_weights_sha256"]) for h in hb]
     # rank 0 checks the run's settings; a mismatch stops every rank with its one-line error
     p = launch(tmp_path / "log", "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", "--epochs", "5",
                "--image-size", "32", "--batch-size", "16", "--out", out, check=False)
     assert p.returncode == 2 and "epochs=3" in p.stdout + p.stderr
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
@@ -223,11 +209,11 @@ def test_two_nodes_on_localhost_with_an_uneven_last_batch(tmp_path):
     assert [p.returncode for p in procs] == [0, 0], outs
     run = tmp_path / "node0" / "run"
     assert not (tmp_path / "node1" / "run").exists()  # only global rank 0 writes the run directory
-    cfg = load(run / "config.json")
+    cfg = load_json(run / "config.json")
     assert cfg["distributed"]["world_size"] == 2 and cfg["data"]["sizes"]["train"] == 52
-    r = load(run / "results.json")["optimizers"]["adam"]
+    r = load_json(run / "results.json")["optimizers"]["adam"]
     assert r["status"] == "done"
-    for h in load(run / "adam" / "history.json"):
+    for h in load_json(run / "adam" / "history.json"):
         assert len(set(h["rank_weights_sha256"])) == 1
     import paddle
 
@@ -247,21 +233,21 @@ def test_parallel_sweep_equals_the_sequential_sweep(tiny_run, kaggle_fixture, tm
     import paddle
 
     out = tmp_path / "par"
-    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", *TINY, "--out", out, "--parallel", "2")
+    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", *SMALL, "--epochs", "3", "--out", out, "--parallel", "2")
     assert files(out) == files(tiny_run)
-    seq, par = load(os.path.join(tiny_run, "results.json"))["optimizers"], load(out / "results.json")["optimizers"]
+    seq, par = load_json(os.path.join(tiny_run, "results.json"))["optimizers"], load_json(out / "results.json")["optimizers"]
     assert list(par) == ["sgd", "adam"]
     for name in ("sgd", "adam"):
         for key in ("status", "best_val_acc", "best_epoch", "test_acc", "test_loss", "epochs_run", "hyperparams"):
             assert seq[name][key] == par[name][key], (name, key)
-        hs, hp = load(os.path.join(tiny_run, name, "history.json")), load(out / name / "history.json")
+        hs, hp = load_json(os.path.join(tiny_run, name, "history.json")), load_json(out / name / "history.json")
         drop = lambda h: [{k: v for k, v in row.items() if k != "seconds"} for row in h]  # noqa: E731
         assert drop(hs) == drop(hp)
         a, b = paddle.load(os.path.join(tiny_run, name, "best.pdparams")), paddle.load(str(out / name / "best.pdparams"))
         assert all(np.array_equal(a[k].numpy(), b[k].numpy()) for k in a)
     # a second run finds everything done and starts no worker
     before = {n: os.path.getmtime(out / n / "result.json") for n in ("sgd", "adam")}
-    p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", *TINY, "--out", out, "--parallel", "2")
+    p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", *SMALL, "--epochs", "3", "--out", out, "--parallel", "2")
     assert {n: os.path.getmtime(out / n / "result.json") for n in before} == before
     assert "adam" in p.stdout
 
@@ -272,13 +258,13 @@ def test_parallel_must_be_positive(tmp_path):
 
 
 def test_parallel_reports_a_failing_optimizer_like_the_sequential_sweep(kaggle_fixture, tmp_path):
-    args = ["train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", "--lr", "adam=-1", *TINY]
+    args = ["train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", "--lr", "adam=-1", *SMALL, "--epochs", "3"]
     seq = run_cli(*args, "--out", tmp_path / "seq", check=False)
     par = run_cli(*args, "--out", tmp_path / "par", "--parallel", "2", check=False)
     assert seq.returncode == par.returncode == 1  # a failed optimizer: exit status 1, summed up at the end
     assert "1 of 1 optimizer(s) failed:" in seq.stderr and "1 of 1 optimizer(s) failed:" in par.stderr
-    a = load(tmp_path / "seq" / "results.json")["optimizers"]["adam"]["status"]
-    b = load(tmp_path / "par" / "results.json")["optimizers"]["adam"]["status"]
+    a = load_json(tmp_path / "seq" / "results.json")["optimizers"]["adam"]["status"]
+    b = load_json(tmp_path / "par" / "results.json")["optimizers"]["adam"]["status"]
     assert a == b and a.startswith("failed: ValueError") and "learning_rate" in a
     assert "adam: failed: ValueError" in seq.stderr and "adam: failed: ValueError" in par.stderr
     assert not (tmp_path / "par" / "adam" / "result.json").exists()  # a rerun tries it again

@@ -10,33 +10,17 @@ import hashlib
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import run_cli
+from conftest import ROOT, assert_interrupted, copy_run, load_json, one_line_error, read_manifest, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-def manifest_of(export_dir: str) -> dict:
-    with open(os.path.join(export_dir, "manifest.json"), encoding="utf-8") as f:
-        return json.load(f)
-
-
-def copy_run(src: str, dst, keep_export: bool) -> str:
-    dst = str(dst)
-    shutil.copytree(src, dst, ignore=None if keep_export else shutil.ignore_patterns("export"))
-    return dst
-
-
-def assert_one_line_error(p, *needles):
-    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
-    err = p.stderr.strip()
-    assert "Traceback" not in p.stderr and len(err.splitlines()) == 1, p.stderr
-    assert err.startswith("error: ")
-    for n in needles:
-        assert n in err, err
 
 
 def test_export_files_parity_and_manifest(tiny_run, tiny_export):
@@ -46,16 +30,16 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
     import models
     from models.dataset import open_dataset
 
-    m = manifest_of(tiny_export)
+    m = read_manifest(tiny_export)
     with open(os.path.join(tiny_run, "config.json"), encoding="utf-8") as f:
         config = json.load(f)
     with open(os.path.join(tiny_run, "results.json"), encoding="utf-8") as f:
         results = json.load(f)["optimizers"]
-    S, C = config["image_size"], len(config["classes"])
-    assert m["format"] == 2 and m["classes"] == config["classes"] and m["model"] == config["model"] == "smallcnn"
+    S, C = config["preprocessing"]["size"], len(config["classes"])
+    assert m["format"] == 2 and m["classes"] == config["classes"] and m["model"] == config["settings"]["model"] == "smallcnn"
     assert os.path.samefile(os.path.join(tiny_export, m["run"]), tiny_run)
     assert m["preprocessing"] == config["preprocessing"] == models.preprocessing("smallcnn", S).as_dict()
-    assert m["input"]["shape"] == [-1, 3, S, S] and m["output"]["shape"] == [-1, C]
+    assert m["input"]["name"] == "x" and "shape" not in m["input"]  # the size is preprocessing.size alone
     assert m["device"]["paddle"] == "cpu" and m["device"]["onnx"] == "CPUExecutionProvider"
     assert list(m["models"]) == ["sgd", "adam"]
     # training named the winner on validation accuracy; export copies it
@@ -93,6 +77,8 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
         onnx.checker.check_model(onnx_path, full_check=True)
         model = onnx.load(onnx_path)
         assert [i.name for i in model.graph.input] == [m["input"]["name"]]
+        dims = [d.dim_value or -1 for d in model.graph.input[0].type.tensor_type.shape.dim]
+        assert dims == [-1, 3, S, S]  # dynamic batch, the preprocessing's size
         assert [o.name for o in model.graph.output] == [m["output"]["name"]]
         assert os.path.getsize(os.path.join(tiny_export, e["paddle"]["params"])) > 1000
         with open(os.path.join(tiny_export, e["paddle"]["model"]), encoding="utf-8") as f:
@@ -110,7 +96,7 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
 
 
 def test_manifest_paths_are_relative_and_resolve(tiny_export):
-    m = manifest_of(tiny_export)
+    m = read_manifest(tiny_export)
     paths = [*m["examples"], m["leaderboard"]["markdown"], *m["leaderboard"]["plots"]]
     for e in m["models"].values():
         paths += [e["onnx"], e["paddle"]["model"], e["paddle"]["params"]]
@@ -145,14 +131,14 @@ def test_rerun_skips_unchanged_and_redoes_changed(tiny_run, tiny_export, tmp_pat
     assert "unchanged" in rows["sgd"] and "unchanged" not in rows["adam"] and rows["adam"].rstrip().endswith("ok")
     assert os.stat(os.path.join(export, "sgd/model.onnx")).st_mtime_ns == before["sgd/model.onnx"]
     assert os.stat(os.path.join(export, "adam/model.onnx")).st_mtime_ns != before["adam/model.onnx"]
-    m = manifest_of(export)
-    assert m["models"]["adam"]["checkpoint_sha256"] != manifest_of(tiny_export)["models"]["adam"]["checkpoint_sha256"]
+    m = read_manifest(export)
+    assert m["models"]["adam"]["checkpoint_sha256"] != read_manifest(tiny_export)["models"]["adam"]["checkpoint_sha256"]
     assert m["models"]["adam"]["status"] == "ok"
 
     # --force with --optimizers redoes just that model and keeps the other's entry.
     p = run_cli("export/to_onnx.py", "--run", run, "--optimizers", "sgd", "--force")
     assert "not exported again" not in p.stdout and os.stat(os.path.join(export, "sgd/model.onnx")).st_mtime_ns != before["sgd/model.onnx"]
-    assert list(manifest_of(export)["models"]) == ["sgd", "adam"]
+    assert list(read_manifest(export)["models"]) == ["sgd", "adam"]
 
 
 def test_corrupt_checkpoint_among_good_ones(tiny_run, tmp_path):
@@ -164,7 +150,7 @@ def test_corrupt_checkpoint_among_good_ones(tiny_run, tmp_path):
     rows = {line.split()[0]: line for line in p.stdout.splitlines() if line.split() and line.split()[0] in ("sgd", "adam")}
     assert "failed: sgd/best.pdparams is not a readable checkpoint" in rows["sgd"]
     assert rows["adam"].rstrip().endswith("ok")
-    m = manifest_of(os.path.join(run, "export"))
+    m = read_manifest(os.path.join(run, "export"))
     assert m["models"]["sgd"]["status"].startswith("failed:") and "onnx" not in m["models"]["sgd"]
     assert m["models"]["adam"]["status"] == "ok"
     assert os.path.isfile(os.path.join(run, "export", m["models"]["adam"]["onnx"]))
@@ -175,18 +161,18 @@ def test_corrupt_checkpoint_among_good_ones(tiny_run, tmp_path):
 def test_bad_input_is_one_line(tiny_run, kaggle_fixture, tmp_path):
     empty = tmp_path / "runs"
     empty.mkdir()
-    assert_one_line_error(run_cli("export/to_onnx.py", "--runs", empty, check=False), "no runs under", "train/run_all.py")
-    assert_one_line_error(run_cli("export/to_onnx.py", "--run", tmp_path / "nope", check=False), "does not exist")
+    one_line_error(run_cli("export/to_onnx.py", "--runs", empty, check=False), "no runs under", "train/run_all.py")
+    one_line_error(run_cli("export/to_onnx.py", "--run", tmp_path / "nope", check=False), "does not exist")
 
     no_ckpt = tmp_path / "no_ckpt"
     no_ckpt.mkdir()
     shutil.copy(os.path.join(tiny_run, "config.json"), no_ckpt)
-    assert_one_line_error(run_cli("export/to_onnx.py", "--run", no_ckpt, check=False), "no best checkpoints")
+    one_line_error(run_cli("export/to_onnx.py", "--run", no_ckpt, check=False), "no best checkpoints")
 
     run = copy_run(tiny_run, tmp_path / "run", keep_export=False)
-    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--optimizers", "sgd,lion", check=False),
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, "--optimizers", "sgd,lion", check=False),
                           "no optimizer lion", "sgd, adam")
-    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", tmp_path / "gone", check=False),
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", tmp_path / "gone", check=False),
                           "does not exist", "--data")
     # A copy of the dataset whose labels.csv marks no image as final validation: no test split.
     data = shutil.copytree(kaggle_fixture, tmp_path / "data")
@@ -197,8 +183,8 @@ def test_bad_input_is_one_line(tiny_run, kaggle_fixture, tmp_path):
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
         w.writerows({**r, "is_final_validation": "0"} for r in rows)
-    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", data, check=False), "no test images")
-    assert_one_line_error(run_cli("export/to_onnx.py", "--run", run, "--device", "gpu", check=False), "--device gpu")
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", data, check=False), "no test images")
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, "--device", "gpu", check=False), "--device gpu")
     assert not os.path.exists(os.path.join(run, "export", "manifest.json"))
 
 
@@ -265,7 +251,7 @@ def test_winner_only_synthetic_run_with_mistakes(tiny_run, tmp_path):
 
     p = run_cli("export/to_onnx.py", "--run", run, "--winner")
     export = os.path.join(run, "export")
-    m = manifest_of(export)
+    m = read_manifest(export)
     assert list(m["models"]) == ["adam"] and not os.path.exists(os.path.join(export, "sgd"))
     assert m["winner"] == "adam" and m["winner_chosen_by"].startswith("results.json")
     assert m["dataset"]["synthetic"] is True
@@ -298,5 +284,53 @@ def test_winner_is_chosen_on_validation_never_test(tiny_run, tmp_path):
     with open(os.path.join(run, "results.json"), "w", encoding="utf-8") as f:
         json.dump(results, f)
     run_cli("export/to_onnx.py", "--run", run, "--winner")
-    m = manifest_of(os.path.join(run, "export"))
+    m = read_manifest(os.path.join(run, "export"))
     assert list(m["models"]) == ["adam"] and m["winner"] == "adam"
+
+
+def test_whole_network_is_exported_and_proven(effnet_run, tmp_path):
+    run = shutil.copytree(effnet_run, tmp_path / "run")
+    p = run_cli("export/to_onnx.py", "--run", run)
+    man = load_json(os.path.join(run, "export", "manifest.json"))
+    assert man["model"] == "efficientnet_lite0" and man["preprocessing"]["resize"] == "center_crop"
+    assert man["preprocessing"]["size"] == 64
+    for name in ("sgd", "adam"):
+        e = man["models"][name]
+        assert e["status"] == "ok", e["status"]
+        assert max(e["max_abs_diff"].values()) <= 1e-4
+        res = load_json(os.path.join(run, "results.json"))["optimizers"][name]
+        # the exported whole network scores what training measured through its cached features
+        assert abs(e["test_acc"]["onnx"] - res["test_acc"]) <= 1.5 / e["test_images"]
+    assert "Traceback" not in p.stderr
+
+
+def test_exported_model_on_real_photos_matches_training(hym_export):
+    man = load_json(os.path.join(hym_export, "manifest.json"))
+    for e in man["models"].values():
+        assert e["status"] == "ok" and e["test_acc"]["onnx"] >= 0.9 and e["test_acc"]["paddle"] == e["test_acc"]["trained"]
+
+
+def test_export_data_that_is_a_file(tiny_run, tmp_path):
+    run = copy_run(tiny_run, tmp_path / "run")
+    one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", os.path.join(ROOT, "README.md"), check=False),
+                   "is a file, not a dataset folder", "--data")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_export_stops_cleanly_on_sigterm_and_ctrl_c(tiny_run, tmp_path, sig):
+    """Stopped while it converts the first model (inside paddle.jit.save / paddle2onnx)."""
+    run = copy_run(tiny_run, tmp_path / "run")
+    p = subprocess.Popen([sys.executable, "export/to_onnx.py", "--run", run], cwd=ROOT, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True, start_new_session=True)
+    work = os.path.join(run, "export", ".sgd.tmp")
+    deadline = time.time() + 120
+    while not os.path.isdir(work) and time.time() < deadline and p.poll() is None:
+        time.sleep(0.01)
+    assert p.poll() is None, "export ended before it could be interrupted"
+    time.sleep(0.3)
+    os.killpg(p.pid, sig) if sig == signal.SIGINT else p.send_signal(sig)
+    out, err = p.communicate(timeout=60)
+    assert_interrupted(p, out, err)
+    assert not os.path.exists(os.path.join(run, "export", "manifest.json"))
+    p = run_cli("export/to_onnx.py", "--run", run)  # the same command again finishes, leaving no working folders
+    assert not [f for f in os.listdir(os.path.join(run, "export")) if f.startswith(".")]

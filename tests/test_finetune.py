@@ -1,41 +1,26 @@
-"""The pretrained default end to end: fine-tuning regimes on cached features, the whole network exported with
-its parity proof, and the demo answering real photos, through the users' entry points."""
+"""Training with the pretrained default: the fine-tuning regimes on cached features, checkpoints of the whole
+network, the feature cache, and no network access at run time (export and demo of these runs: test_export.py,
+test_serve.py)."""
 from __future__ import annotations
 
-import json
 import os
-import shutil
 
 import numpy as np
-import pytest
 
-from conftest import HYMENOPTERA, run_cli
-
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
-
-
-@pytest.fixture(scope="module")
-def effnet_run(kaggle_fixture, tmp_path_factory):
-    """The default model and regime (efficientnet_lite0, head on cached features) on the small fixture at 64 px."""
-    out = tmp_path_factory.mktemp("effnet") / "run"
-    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
-            "--image-size", "64", "--out", out)
-    return str(out)
+from conftest import load_json, run_cli
 
 
 def test_head_regime_trains_on_cached_features(effnet_run):
-    cfg = load(os.path.join(effnet_run, "config.json"))
-    assert (cfg["model"], cfg["finetune"], cfg["pretrained"]) == ("efficientnet_lite0", "head", True)
+    cfg = load_json(os.path.join(effnet_run, "config.json"))
+    s = cfg["settings"]
+    assert (s["model"], s["finetune"], s["pretrained"]) == ("efficientnet_lite0", "head", True)
     f = cfg["data"]["features"]
     sizes = cfg["data"]["sizes"]
     assert f["images"] == 2 * sizes["train"] + sizes["val"] + sizes["test"]  # flipped training images too
     assert os.path.isfile(os.path.join(f["cache"], "train_flipped.npy"))
     x = np.load(os.path.join(f["cache"], "train.npy"), mmap_mode="r")
     assert x.shape == (sizes["train"], 1280) and x.dtype == np.float32
-    res = load(os.path.join(effnet_run, "results.json"))["optimizers"]
+    res = load_json(os.path.join(effnet_run, "results.json"))["optimizers"]
     assert all(r["status"] == "done" for r in res.values())
     hp = cfg["hyperparams"]
     assert hp["sgd"]["learning_rate"] == 0.1 and hp["adam"]["learning_rate"] == 0.001  # the "head" profile
@@ -66,7 +51,7 @@ def test_feature_cache_is_shared_and_invalidated_by_what_determines_it(effnet_ru
     ds = open_dataset(kaggle_fixture)
     cache = os.path.join(os.environ["WHICH_OPTIMIZER_CACHE"])
     key = features.cache_key(ds.fingerprint(), setup.spec, setup.cut, frozen_sha(net, setup.cut))
-    assert os.path.basename(load(os.path.join(effnet_run, "config.json"))["data"]["features"]["cache"]) == key
+    assert os.path.basename(load_json(os.path.join(effnet_run, "config.json"))["data"]["features"]["cache"]) == key
     splits, _ = load_splits(ds, setup.spec, cache)
     assert features.attach(splits, net, setup.cut, setup.spec, ds.fingerprint(), cache)["cache_hit"] is True
     # another seed's head does not change the frozen part: same features
@@ -84,56 +69,6 @@ def test_feature_cache_is_shared_and_invalidated_by_what_determines_it(effnet_ru
     net.set_state_dict(state)
     keys.add(features.cache_key(ds.fingerprint(), setup.spec, setup.cut, frozen_sha(net, setup.cut)))
     assert len(keys) == 5
-
-
-def test_whole_network_is_exported_and_proven(effnet_run, tmp_path):
-    run = shutil.copytree(effnet_run, tmp_path / "run")
-    p = run_cli("export/to_onnx.py", "--run", run)
-    man = load(os.path.join(run, "export", "manifest.json"))
-    assert man["model"] == "efficientnet_lite0" and man["preprocessing"]["resize"] == "center_crop"
-    assert man["input"]["shape"] == [-1, 3, 64, 64]
-    for name in ("sgd", "adam"):
-        e = man["models"][name]
-        assert e["status"] == "ok", e["status"]
-        assert max(e["max_abs_diff"].values()) <= 1e-4
-        res = load(os.path.join(run, "results.json"))["optimizers"][name]
-        # the exported whole network scores what training measured through its cached features
-        assert abs(e["test_acc"]["onnx"] - res["test_acc"]) <= 1.5 / e["test_images"]
-    assert "Traceback" not in p.stderr
-
-
-@pytest.fixture(scope="module")
-def hym_export(tmp_path_factory):
-    """A default-profile run on real photos (two optimizers), exported."""
-    if not os.path.isdir(HYMENOPTERA):
-        pytest.skip("needs ../shared/data/hymenoptera (real photos), absent here")
-    out = tmp_path_factory.mktemp("hym") / "run"
-    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "momentum,adam", "--out", out)
-    run_cli("export/to_onnx.py", "--run", out)
-    return os.path.join(out, "export")
-
-
-def test_exported_model_on_real_photos_matches_training(hym_export):
-    man = load(os.path.join(hym_export, "manifest.json"))
-    for e in man["models"].values():
-        assert e["status"] == "ok" and e["test_acc"]["onnx"] >= 0.9 and e["test_acc"]["paddle"] == e["test_acc"]["trained"]
-
-
-def test_demo_calls_a_real_bee_photo_bees(hym_export, tmp_path):
-    from gradio_client import Client, handle_file
-
-    from test_serve import App
-
-    bees = os.path.join(HYMENOPTERA, "val", "bees")
-    photo = os.path.join(bees, sorted(os.listdir(bees))[1])  # odd position: held out as test
-    app = App("--manifest", os.path.join(hym_export, "manifest.json"), log_dir=tmp_path)
-    try:
-        client = Client(app.url, verbose=False)
-        label, _ = client.predict(handle_file(photo), "adam", "onnx", api_name="/classify")
-        assert label["label"] == "bees", label
-        assert max(c["confidence"] for c in label["confidences"]) > 0.8
-    finally:
-        app.stop()
 
 
 SOCKET_GUARD = '''
@@ -161,4 +96,4 @@ def test_nothing_touches_the_network(kaggle_fixture, tmp_path):
             "--out", out, "--cache-dir", cache, env=env)
     assert any(f.endswith(".pdparams") for f in os.listdir(cache / "pretrained"))  # converted here, offline
     run_cli("export/to_onnx.py", "--run", out, env=env)
-    assert load(os.path.join(out, "export", "manifest.json"))["models"]["adam"]["status"] == "ok"
+    assert load_json(os.path.join(out, "export", "manifest.json"))["models"]["adam"]["status"] == "ok"

@@ -11,21 +11,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import run_cli
+from conftest import read_manifest, run_cli
 
 pytestmark = pytest.mark.slow
-
-
-def manifest_of(export: str) -> dict:
-    with open(os.path.join(export, "manifest.json"), encoding="utf-8") as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
 def photos(tiny_export, tmp_path_factory):
     """A folder of the export's example photos, a nested folder, a text file among them, an RGBA PNG."""
     d = tmp_path_factory.mktemp("predict_photos")
-    m = manifest_of(tiny_export)
+    m = read_manifest(tiny_export)
     for rel in m["examples"][:3]:
         shutil.copy(os.path.join(tiny_export, rel), d)
     (d / "nested").mkdir()
@@ -45,7 +40,7 @@ def test_folder_is_walked_and_the_winner_answers(tiny_export, photos):
 
     import models
 
-    m = manifest_of(tiny_export)
+    m = read_manifest(tiny_export)
     p = predict(tiny_export, photos, "--json")
     out = json.loads(p.stdout)
     want = sorted([str(f) for f in photos.iterdir() if f.suffix == ".jpg"]) + \
@@ -64,7 +59,7 @@ def test_folder_is_walked_and_the_winner_answers(tiny_export, photos):
 def test_table_all_models_best_on_validation_first(tiny_export, photos):
     from serve.text import pct
 
-    m = manifest_of(tiny_export)
+    m = read_manifest(tiny_export)
     p = predict(tiny_export, photos / "nested" / "last.JPG", "--all", "--top-k", "2")
     lines = p.stdout.splitlines()
     assert lines[0] == f"This model only knows: {', '.join(m['classes'])}. A photo of anything else still gets one of these."

@@ -1,7 +1,6 @@
 """What a sweep reports: chosen on validation, per-class truth, uncertainty, readable plots, the winner's mistakes."""
 from __future__ import annotations
 
-import json
 import os
 
 import numpy as np
@@ -10,12 +9,9 @@ from PIL import Image
 
 from train import report, stats
 
+from conftest import load_json
+
 CLASSES = ["bee", "wasp", "other_insect"]
-
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
 
 
 def probs_for(labels, predicted, confidence=0.9, k=len(CLASSES)):
@@ -226,13 +222,13 @@ def test_one_percentage_format_and_the_sweep_line():
 # ---- through the CLI ------------------------------------------------------------------------------------
 
 def test_a_real_sweep_names_its_winner_and_writes_per_class_truth(tiny_run):
-    res = load(os.path.join(tiny_run, "results.json"))
-    cfg = load(os.path.join(tiny_run, "config.json"))
+    res = load_json(os.path.join(tiny_run, "results.json"))
+    cfg = load_json(os.path.join(tiny_run, "config.json"))
     rows = res["optimizers"]
     best = max(rows, key=lambda n: (rows[n]["best_val_acc"], -rows[n]["best_val_loss"], -list(rows).index(n)))
     assert res["winner"] == best and rows[best]["status"] == "done"
     for name in ("sgd", "adam"):
-        hist = load(os.path.join(tiny_run, name, "history.json"))
+        hist = load_json(os.path.join(tiny_run, name, "history.json"))
         assert rows[name]["best_val_loss"] == next(h["val_loss"] for h in hist if h["epoch"] == rows[name]["best_epoch"])
     counts = cfg["data"]["counts"]["test"]
     for name, r in rows.items():
@@ -243,7 +239,7 @@ def test_a_real_sweep_names_its_winner_and_writes_per_class_truth(tiny_run):
         lo, hi = r["test_acc_ci95"]
         assert lo <= r["test_acc"] <= hi
         assert set(r["per_class"]) == set(cfg["classes"])
-        pred = load(os.path.join(tiny_run, name, "test_predictions.json"))
+        pred = load_json(os.path.join(tiny_run, name, "test_predictions.json"))
         assert np.allclose(np.sum(pred["probabilities"], axis=1), 1, atol=1e-4)
         assert os.path.getsize(os.path.join(tiny_run, name, "confusion.png")) > 0
     train = [cfg["data"]["counts"]["train"][c] for c in cfg["classes"]]

@@ -11,8 +11,6 @@ import select
 import shutil
 import signal
 import socket
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -20,7 +18,7 @@ import pytest
 from PIL import Image
 
 import models
-from conftest import ROOT, run_cli
+from conftest import HYMENOPTERA, App, read_manifest, run_cli
 from serve.text import pct
 
 CHROMIUM = "/usr/bin/chromium"
@@ -29,78 +27,6 @@ CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-network
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class App:
-    """`python serve/app.py ...` running in the background until stop(), with its own TMPDIR (so the
-    demo's temporary folder, and the machine-wide Gradio folder it must not use, are under log_dir)."""
-
-    def __init__(self, *args, log_dir):
-        import httpx
-
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        self.log = os.path.join(str(log_dir), f"app-{self.port}.log")
-        self.tmpdir = os.path.join(str(log_dir), f"tmp-{self.port}")
-        os.makedirs(self.tmpdir)
-        env = dict(os.environ, TMPDIR=self.tmpdir, PYTHONUNBUFFERED="1")
-        env.pop("GRADIO_TEMP_DIR", None)
-        with open(self.log, "w") as out:
-            self.proc = subprocess.Popen([sys.executable, "serve/app.py", "--port", str(self.port), *map(str, args)],
-                                         cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"serve/app.py exited {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise AssertionError(f"serve/app.py did not answer within 180 s:\n{self.output()}")
-
-    def output(self, tail: int = 4000) -> str:
-        with open(self.log) as f:
-            return f.read()[-tail:]
-
-    @property
-    def temp(self) -> str:
-        """The demo's own temporary folder, as its start line names it."""
-        return re.search(r"temporary files in (\S+) \(removed on exit\)", self.output(100_000))[1]
-
-    def rss_mb(self) -> float:
-        with open(f"/proc/{self.proc.pid}/status") as f:
-            return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
-
-    def signal(self, sig, timeout=30) -> float:
-        """Send `sig`; the seconds the process took to exit."""
-        t = time.monotonic()
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout)
-        return time.monotonic() - t
-
-    def stop(self):
-        if self.proc.poll() is not None:
-            return
-        self.proc.terminate()
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-
-def read_manifest(export: str) -> dict:
-    with open(os.path.join(export, "manifest.json")) as f:
-        return json.load(f)
-
-
 def ok_models(export: str) -> list[str]:
     return [n for n, e in read_manifest(export)["models"].items() if e["status"] == "ok"]
 
@@ -536,7 +462,7 @@ def test_every_manifest_file_outside_the_export_folder_is_refused(tiny_export, t
         man["leaderboard"][field] = [bad] if field == "plots" else bad
     (export / "manifest.json").write_text(json.dumps(man))
     m = load(str(export / "manifest.json"))
-    assert len(m.refused) == 1 and m.refused[0].startswith(f"refused ") and repr(bad) in m.refused[0]
+    assert len(m.refused) == 1 and m.refused[0].startswith("refused ") and repr(bad) in m.refused[0]
     assert "outside the export folder" in m.refused[0]
     assert {"markdown": m.leaderboard_md, "plots": m.plots, "mistakes": m.mistakes, "examples": m.examples}[field] in ("", [], None)
 
@@ -714,3 +640,18 @@ def test_browser_upload_shows_the_predicted_class(app, tiny_export, photos):
             page.get_by_text("truncated.jpg: not a readable image").first.wait_for(timeout=60_000)
         finally:
             browser.close()
+
+
+def test_demo_calls_a_real_bee_photo_bees(hym_export, tmp_path):
+    from gradio_client import Client, handle_file
+
+    bees = os.path.join(HYMENOPTERA, "val", "bees")
+    photo = os.path.join(bees, sorted(os.listdir(bees))[1])  # odd position: held out as test
+    app = App("--manifest", os.path.join(hym_export, "manifest.json"), log_dir=tmp_path)
+    try:
+        client = Client(app.url, verbose=False)
+        label, _ = client.predict(handle_file(photo), "adam", "onnx", api_name="/classify")
+        assert label["label"] == "bees", label
+        assert max(c["confidence"] for c in label["confidences"]) > 0.8
+    finally:
+        app.stop()

@@ -1,7 +1,6 @@
 """The sweep, end to end through `train/run_all.py`, plus the data pipeline pieces it relies on."""
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -12,23 +11,18 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import HYMENOPTERA, KAGGLE_LABELS, ROOT, run_cli
-
-
-def load(path):
-    with open(path) as f:
-        return json.load(f)
+from conftest import HYMENOPTERA, KAGGLE_LABELS, ROOT, load_json, run_cli
 
 
 def test_sweep_writes_the_run_directory_and_learns(tiny_run):
-    cfg = load(os.path.join(tiny_run, "config.json"))
-    res = load(os.path.join(tiny_run, "results.json"))["optimizers"]
+    cfg = load_json(os.path.join(tiny_run, "config.json"))
+    res = load_json(os.path.join(tiny_run, "results.json"))["optimizers"]
     assert list(res) == ["sgd", "adam"]
     for name, r in res.items():
         assert r["status"] == "done"
         assert r["best_val_acc"] > 0.8, (name, r)  # 4 classes: chance is 0.25
         assert r["test_acc"] > 0.8, (name, r)
-        hist = load(os.path.join(tiny_run, name, "history.json"))
+        hist = load_json(os.path.join(tiny_run, name, "history.json"))
         assert [h["epoch"] for h in hist] == [1, 2, 3]
         assert max(h["val_acc"] for h in hist) == r["best_val_acc"]
         assert hist[-1]["lr"] < hist[0]["lr"]  # cosine decay
@@ -92,11 +86,11 @@ def test_kill_and_rerun_resumes_to_the_same_results(kaggle_fixture, tmp_path):
     done_before = os.path.getmtime(os.path.join(killed, "momentum", "result.json"))
     run_cli(*_sweep_args(kaggle_fixture, killed))
     assert os.path.getmtime(os.path.join(killed, "momentum", "result.json")) == done_before  # not retrained
-    a, b = load(os.path.join(ref, "results.json"))["optimizers"], load(os.path.join(killed, "results.json"))["optimizers"]
+    a, b = load_json(os.path.join(ref, "results.json"))["optimizers"], load_json(os.path.join(killed, "results.json"))["optimizers"]
     for name in ("momentum", "adam"):
         for key in ("status", "best_val_acc", "best_epoch", "test_acc", "test_loss"):
             assert a[name][key] == b[name][key], (name, key)
-        ha, hb = (load(os.path.join(d, name, "history.json")) for d in (ref, killed))
+        ha, hb = (load_json(os.path.join(d, name, "history.json")) for d in (ref, killed))
         assert [(h["train_loss"], h["val_loss"]) for h in ha] == [(h["train_loss"], h["val_loss"]) for h in hb]
 
 
@@ -104,11 +98,11 @@ def test_a_diverging_optimizer_is_marked_and_the_sweep_goes_on(kaggle_fixture, t
     out = str(tmp_path / "div")
     p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "2",
                 "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--lr", "sgd=1e38", "--out", out)
-    res = load(os.path.join(out, "results.json"))["optimizers"]
+    res = load_json(os.path.join(out, "results.json"))["optimizers"]
     assert res["sgd"]["status"] == "diverged at epoch 1"
     assert res["adam"]["status"] == "done" and res["adam"]["test_acc"] > 0.5
     assert "diverged at epoch 1" in p.stdout
-    assert load(os.path.join(out, "results.json"))["winner"] == "adam"  # a diverged optimizer never wins
+    assert load_json(os.path.join(out, "results.json"))["winner"] == "adam"  # a diverged optimizer never wins
     # the terminal: each epoch's validation accuracy, and the sweep's progress with the time left
     assert "[2/2] adam epoch 1/2: val acc " in p.stderr and "[2/2] adam epoch 2/2: val acc " in p.stderr
     assert "sweep: 1/2 optimizers done, 1 left, about " in p.stderr and "sweep: 2/2 optimizers done, 0 left" in p.stderr
@@ -121,12 +115,13 @@ def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_p
     features), every optimizer, on real ants/bees photos. Always answering "bees" scores 41/76 = 53.9 %."""
     out, cache = str(tmp_path / "hym"), str(tmp_path / "cache")  # a cache of its own: other tests extract these features too
     p = run_cli("train/run_all.py", "--data", HYMENOPTERA, "--out", out, "--cache-dir", cache)
-    cfg = load(os.path.join(out, "config.json"))
-    assert cfg["classes"] == ["ants", "bees"] and cfg["model"] == "efficientnet_lite0" and cfg["finetune"] == "head"
+    cfg = load_json(os.path.join(out, "config.json"))
+    assert cfg["classes"] == ["ants", "bees"] and cfg["settings"]["model"] == "efficientnet_lite0"
+    assert cfg["settings"]["finetune"] == "head"
     assert cfg["data"]["skipped"] == []  # every real photo (and the GIF) decodes
     assert cfg["data"]["sizes"] == {"train": 245, "val": 77, "test": 76}  # test: every other val image
     assert cfg["preprocessing"]["resize"] == "center_crop" and cfg["preprocessing"]["size"] == 224
-    res = load(os.path.join(out, "results.json"))["optimizers"]
+    res = load_json(os.path.join(out, "results.json"))["optimizers"]
     assert len(res) == 14 and all(r["status"] == "done" for r in res.values()), {n: r["status"] for n, r in res.items()}
     acc = {n: r["test_acc"] for n, r in res.items()}
     assert min(acc.values()) >= 0.85 and max(acc.values()) >= 0.92, acc  # majority baseline: 0.539
@@ -134,7 +129,7 @@ def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_p
     assert cfg["data"]["features"]["cache_hit"] is False and cfg["data"]["features"]["images"] == 245 * 2 + 77 + 76
     other = str(tmp_path / "other")  # another run on the same data and backbone reads the same features
     run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "sgd", "--out", other, "--cache-dir", cache)
-    assert load(os.path.join(other, "config.json"))["data"]["features"]["cache_hit"] is True
+    assert load_json(os.path.join(other, "config.json"))["data"]["features"]["cache_hit"] is True
 
 
 @pytest.mark.parametrize("args, message", [

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import math
 import os
 import shutil
@@ -16,16 +15,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, load_json, run_cli
 from train import stats, tune
 from train.optimizers import DEFAULTS
 
 OPTS = ("sgd", "adam")
-
-
-def load(path):
-    with open(path) as f:  # strict JSON: NaN or Infinity anywhere is an error
-        return json.load(f, parse_constant=lambda c: pytest.fail(f"{path} holds {c}"))
 
 
 def tune_args(data, out, *extra):
@@ -46,7 +40,7 @@ def trial_folders(run):
 
 def test_search_picks_each_learning_rate_from_a_three_decade_grid_on_validation_only(tuned):
     run, p = tuned
-    cfg, res = load(os.path.join(run, "config.json")), load(os.path.join(run, "results.json"))
+    cfg, res = load_json(os.path.join(run, "config.json")), load_json(os.path.join(run, "results.json"))
     plan = cfg["tune"]
     assert plan["trial_epochs"] < 4 or plan["subset_size"] < plan["train_size"]  # a short budget
     for name in OPTS:
@@ -59,7 +53,7 @@ def test_search_picks_each_learning_rate_from_a_three_decade_grid_on_validation_
         assert next(g for g in done if g["lr"] == t["chosen_lr"])["final_val_acc"] == max(g["final_val_acc"] for g in done)
         # the primary run (what export reads) is the chosen setting, full length
         assert cfg["hyperparams"][name]["learning_rate"] == t["chosen_lr"]
-        primary = load(os.path.join(run, name, "result.json"))
+        primary = load_json(os.path.join(run, name, "result.json"))
         assert primary["hyperparams"]["learning_rate"] == t["chosen_lr"] and primary["epochs_run"] == 4
         assert os.path.getsize(os.path.join(run, name, "best.pdparams")) > 0
         for g in t["grid"]:
@@ -67,7 +61,7 @@ def test_search_picks_each_learning_rate_from_a_three_decade_grid_on_validation_
             assert g["status"] == "done" or g["status"].startswith(("stopped early", "diverged"))
     assert len(trial_folders(run)) == 14
     for folder in trial_folders(run):  # the test split was never evaluated while choosing
-        r = load(os.path.join(folder, "result.json"))
+        r = load_json(os.path.join(folder, "result.json"))
         assert r["test_acc"] is None and r["test_loss"] is None
         assert not os.path.exists(os.path.join(folder, "test_predictions.json"))
     assert "learning-rate search: 14 trials" in p.stdout
@@ -87,8 +81,8 @@ def test_a_misleading_test_split_changes_nothing_in_the_search(tuned, kaggle_fix
         csv.writer(f).writerows(rows)
     out = str(tmp_path / "run")
     run_cli(*tune_args(data, out))
-    a = load(os.path.join(tuned[0], "results.json"))["optimizers"]
-    b = load(os.path.join(out, "results.json"))["optimizers"]
+    a = load_json(os.path.join(tuned[0], "results.json"))["optimizers"]
+    b = load_json(os.path.join(out, "results.json"))["optimizers"]
     for name in OPTS:
         keep = ("lr", "status", "final_val_acc", "final_val_loss", "epochs_run")
         assert [{k: g[k] for k in keep} for g in a[name]["tune"]["grid"]] == [{k: g[k] for k in keep} for g in b[name]["tune"]["grid"]]
@@ -100,7 +94,7 @@ def test_seeds_differ_and_the_leaderboard_reports_spread_ties_and_time_to_target
     import paddle
 
     run, p = tuned
-    res = load(os.path.join(run, "results.json"))
+    res = load_json(os.path.join(run, "results.json"))
     comp = res["comparison"]
     assert comp["seeds"] == [0, 1]
     a, b = paddle.load(os.path.join(run, "init.pdparams")), paddle.load(os.path.join(run, "init_seed1.pdparams"))
@@ -111,13 +105,13 @@ def test_seeds_differ_and_the_leaderboard_reports_spread_ties_and_time_to_target
     assert target == pytest.approx(0.95 * max(finals.values()))
     for name in OPTS:
         r = res["optimizers"][name]
-        h0 = load(os.path.join(run, name, "history.json"))
-        h1 = load(os.path.join(run, name, "seed1", "history.json"))
+        h0 = load_json(os.path.join(run, name, "history.json"))
+        h1 = load_json(os.path.join(run, name, "seed1", "history.json"))
         assert [h["train_loss"] for h in h0] != [h["train_loss"] for h in h1]  # different init and data order
-        assert load(os.path.join(run, name, "seed1", "result.json"))["hyperparams"] == r["hyperparams"]
+        assert load_json(os.path.join(run, name, "seed1", "result.json"))["hyperparams"] == r["hyperparams"]
         s = r["seeds"]
         assert s["status"] == ["done", "done"] and s["test_acc"]["n"] == 2
-        accs = [r["test_acc"], load(os.path.join(run, name, "seed1", "result.json"))["test_acc"]]
+        accs = [r["test_acc"], load_json(os.path.join(run, name, "seed1", "result.json"))["test_acc"]]
         assert s["test_acc"]["values"] == accs and s["test_acc"]["mean"] == pytest.approx(np.mean(accs))
         assert s["test_acc"]["std"] == pytest.approx(np.std(accs, ddof=1))
         lo, hi = s["test_acc_ci95"]
@@ -127,7 +121,7 @@ def test_seeds_differ_and_the_leaderboard_reports_spread_ties_and_time_to_target
         spread.append(max(curve["std"]))
         ttt, reached = r["time_to_target"], [i for i, v in enumerate(curve["mean"]) if v >= target]
         assert ttt["epochs"] == (reached[0] + 1 if reached else None)
-        pred = load(os.path.join(run, name, "seed1", "test_predictions.json"))
+        pred = load_json(os.path.join(run, name, "seed1", "test_predictions.json"))
         assert np.mean(np.equal(pred["labels"], pred["predicted"])) == pytest.approx(accs[1])
     assert max(spread) > 0  # seeds give spread
     assert sorted(sum(comp["groups"], [])) == sorted(OPTS)
@@ -170,8 +164,8 @@ def test_kill_during_the_search_resumes_to_the_same_trials(tuned, kaggle_fixture
     finished = glob.glob(os.path.join(out, "tune", "sgd", "*", "result.json"))
     assert len(finished) < 7, "the kill came too late to test resume"
     run_cli(*args)
-    a = load(os.path.join(tuned[0], "results.json"))["optimizers"]["sgd"]
-    b = load(os.path.join(out, "results.json"))["optimizers"]["sgd"]
+    a = load_json(os.path.join(tuned[0], "results.json"))["optimizers"]["sgd"]
+    b = load_json(os.path.join(out, "results.json"))["optimizers"]["sgd"]
     assert [(g["lr"], g["status"], g["final_val_loss"]) for g in a["tune"]["grid"]] == \
         [(g["lr"], g["status"], g["final_val_loss"]) for g in b["tune"]["grid"]]
     assert a["tune"]["chosen_lr"] == b["tune"]["chosen_lr"] and a["best_val_acc"] == b["best_val_acc"]

@@ -191,79 +191,93 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
     stop(history) -> reason or None is asked before each epoch after the first: a reason ends training
     with that status (learning-rate trials stop clearly worse runs early). Without a "test" split the
     test metrics stay None (trials are chosen on validation accuracy only)."""
-    main = ranks.is_main()
-    done = ranks.share(finished(out, name) if main else None)
+    done = ranks.share(finished(out, name) if ranks.is_main() else None)
     if done is not None:
         return done
-    if main:
+    if ranks.is_main():
         os.makedirs(out, exist_ok=True)
     whole, model = setup.build(init_state)  # the whole network; the part that trains
-    spec = setup.spec
     opt = optimizers.create(name, model.parameters(), **hyperparams)
-    base_lr = opt.get_lr()
-
+    base_lr, net = opt.get_lr(), ranks.wrap(model)
     start, history, best = 0, [], {"val_acc": -1.0, "epoch": 0}
-    last_path = os.path.join(out, "last.pdstate")
     state = resume_state(out, name)
     if state is not None:
         whole.set_state_dict(state["model"])
         opt.set_state_dict(state["optimizer"])
         start, history, best = state["epoch"], state["history"], state["best"]
-
-    net = ranks.wrap(model)
     status = "done"
-    train = splits["train"]
     for epoch in range(start, epochs):
         if stop is not None and history and (reason := stop(history)):
             status = reason
             break
         opt.set_lr(cosine_lr(base_lr, epoch, epochs))
-        paddle.seed(seed * 1000 + epoch)
-        rng = np.random.default_rng([seed, epoch])
-        t0 = time.perf_counter()
-        model.train()
-        loss_sum, correct = 0.0, 0
-        bar = tqdm(total=len(train), unit="img", desc=f"{position}{name} {epoch + 1}/{epochs}", leave=False,
-                   disable=None if main else True, file=sys.stderr, dynamic_ncols=True)
-        try:
-            for x, y in batches(train, batch_size, spec, rng, augment=True, rank=ranks.RANK, world=ranks.WORLD):
-                if ranks.WORLD == 1:
-                    lv, ok = train_step(model, opt, x, y)
-                    loss_sum += lv * len(y)
-                    correct += ok
-                    bar.update(len(y))
-                else:
-                    ls, ok, n = train_step_dp(net, opt, x, y)
-                    loss_sum, correct, lv = loss_sum + ls, correct + ok, ls / n
-                    bar.update(n)
-                bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
-        except Diverged:
+        row = train_epoch(model, net, opt, splits, setup.spec, batch_size, seed, epoch, f"{position}{name} {epoch + 1}/{epochs}")
+        if row is None:
             status = f"diverged at epoch {epoch + 1}"
             break
-        finally:
-            bar.close()
-        ranks.sync_buffers(model)
-        val_loss, val_acc = evaluate(model, splits["val"], spec)
-        if not math.isfinite(val_loss):
-            status = f"diverged at epoch {epoch + 1}"
-            break
-        history.append({"epoch": epoch + 1, "train_loss": loss_sum / len(train), "train_acc": correct / len(train),
-                        "val_loss": val_loss, "val_acc": val_acc, "lr": opt.get_lr(),
-                        "seconds": round(time.perf_counter() - t0, 3)})
-        if ranks.WORLD > 1:  # proof that the ranks stayed in step: every rank's weights hash, all equal
-            history[-1]["rank_weights_sha256"] = ranks.rank_hashes(model)
-        if val_acc > best["val_acc"]:
-            best = {"val_acc": val_acc, "epoch": epoch + 1}
-            if main:
-                save_paddle(whole.state_dict(), os.path.join(out, "best.pdparams"))
-        if main:
-            write_json(os.path.join(out, "history.json"), history)
-            save_paddle({"model": whole.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch + 1,
-                         "history": history, "best": best}, last_path)
-        if main and stop is None:  # one line per epoch; learning-rate trials (stop given) stay quiet
-            tqdm.write(f"{position}{name} epoch {epoch + 1}/{epochs}: val acc {pct(val_acc)}{' (best)' if best['epoch'] == epoch + 1 else ''}"
-                       f", val loss {val_loss:.3f}, train loss {history[-1]['train_loss']:.3f}", file=sys.stderr)
+        history.append(row)
+        best = save_epoch(out, whole, opt, history, best)
+        if ranks.is_main() and stop is None:  # one line per epoch; learning-rate trials (stop given) stay quiet
+            tqdm.write(f"{position}{name} epoch {epoch + 1}/{epochs}: val acc {pct(row['val_acc'])}"
+                       f"{' (best)' if best['epoch'] == epoch + 1 else ''}, val loss {row['val_loss']:.3f}, "
+                       f"train loss {row['train_loss']:.3f}", file=sys.stderr)
+    return finish(name, out, whole, model, splits, setup.spec, status, history, best, hyperparams)
 
+
+def train_epoch(model, net, opt, splits: dict, spec, batch_size: int, seed: int, epoch: int, label: str) -> dict | None:
+    """One epoch over the training split and the validation after it: the epoch's history row, or None when the
+    loss diverged. Data order, flips and Paddle's seed derive from (seed, epoch) alone: resume is exact."""
+    paddle.seed(seed * 1000 + epoch)
+    rng = np.random.default_rng([seed, epoch])
+    t0, train = time.perf_counter(), splits["train"]
+    model.train()
+    loss_sum, correct = 0.0, 0
+    bar = tqdm(total=len(train), unit="img", desc=label, leave=False, disable=None if ranks.is_main() else True,
+               file=sys.stderr, dynamic_ncols=True)
+    try:
+        for x, y in batches(train, batch_size, spec, rng, augment=True, rank=ranks.RANK, world=ranks.WORLD):
+            if ranks.WORLD == 1:
+                lv, ok = train_step(model, opt, x, y)
+                loss_sum, correct, n = loss_sum + lv * len(y), correct + ok, len(y)
+            else:
+                ls, ok, n = train_step_dp(net, opt, x, y)
+                loss_sum, correct, lv = loss_sum + ls, correct + ok, ls / n
+            bar.update(n)
+            bar.set_postfix(loss=f"{lv:.3f}", refresh=False)
+    except Diverged:
+        return None
+    finally:
+        bar.close()
+    ranks.sync_buffers(model)
+    val_loss, val_acc = evaluate(model, splits["val"], spec)
+    if not math.isfinite(val_loss):
+        return None
+    row = {"epoch": epoch + 1, "train_loss": loss_sum / len(train), "train_acc": correct / len(train),
+           "val_loss": val_loss, "val_acc": val_acc, "lr": opt.get_lr(), "seconds": round(time.perf_counter() - t0, 3)}
+    if ranks.WORLD > 1:  # proof that the ranks stayed in step: every rank's weights hash, all equal
+        row["rank_weights_sha256"] = ranks.rank_hashes(model)
+    return row
+
+
+def save_epoch(out: str, whole, opt, history: list, best: dict) -> dict:
+    """After an epoch: the best checkpoint when validation improved, history.json and last.pdstate (rank 0
+    writes); the best so far."""
+    row = history[-1]
+    if row["val_acc"] > best["val_acc"]:
+        best = {"val_acc": row["val_acc"], "epoch": row["epoch"]}
+        if ranks.is_main():
+            save_paddle(whole.state_dict(), os.path.join(out, "best.pdparams"))
+    if ranks.is_main():
+        write_json(os.path.join(out, "history.json"), history)
+        save_paddle({"model": whole.state_dict(), "optimizer": opt.state_dict(), "epoch": row["epoch"],
+                     "history": history, "best": best}, os.path.join(out, "last.pdstate"))
+    return best
+
+
+def finish(name: str, out: str, whole, model, splits: dict, spec, status: str, history: list, best: dict,
+           hyperparams: dict) -> dict:
+    """The result row: the best checkpoint measured on the test split (with its per-image probabilities),
+    curves.png and result.json (written last: the optimizer is done)."""
     result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
               "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
               "hyperparams": hyperparams}
@@ -278,10 +292,10 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
         if "test" in splits:
             whole.set_state_dict(best_state)
             result["test_loss"], result["test_acc"] = evaluate(model, splits["test"], spec)
-            if main:  # per-image probabilities of the best checkpoint: per-class results, mistakes (train/report.py)
+            if ranks.is_main():  # per-image probabilities of the best checkpoint: per-class results, mistakes
                 write_json(os.path.join(out, "test_predictions.json"),
                            prediction_record(splits["test"].labels, probabilities(model, splits["test"], spec)))
-    if main:
+    if ranks.is_main():
         from train.report import plot_curves
 
         plot_curves(name, history, os.path.join(out, "curves.png"))
@@ -292,3 +306,21 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
 def probabilities(model, split: Split, spec, batch_size: int = 256) -> np.ndarray:
     """Softmax probabilities (N x classes) of `model` on every input of `split`, in order (one process)."""
     return np.exp(log_probabilities(model, (x for x, _ in batches(split, batch_size, spec))))
+
+
+def has_probabilities(folder: str) -> bool:
+    p = read_json(os.path.join(folder, "test_predictions.json"))
+    return bool(p) and "probabilities" in p
+
+
+def test_predictions(folder: str, setup, splits) -> dict | None:
+    """{"labels", "predicted", "probabilities"} of the folder's best checkpoint on the test split
+    (train_one writes it; made here for runs trained before it did, then read)."""
+    path = os.path.join(folder, "test_predictions.json")
+    if has_probabilities(folder) or not os.path.exists(os.path.join(folder, "best.pdparams")) or splits is None:
+        return read_json(path)
+    _, model = setup.build(paddle.load(os.path.join(folder, "best.pdparams")))
+    out = prediction_record(splits["test"].labels, probabilities(model, splits["test"], setup.spec))
+    write_json(path, out)
+    return out
+

@@ -95,23 +95,24 @@ def worker_main(argv=None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--cache-dir", required=True)
     args = p.parse_args(argv)
-    from util.io import read_json
+    from models import rundir
     from train import features
     from train.data import resolve
-    from train.loop import train_one
+    from train.loop import FAILURES, failure, train_one
     from train.setup import Setup
 
-    cfg = read_json(os.path.join(args.run, "config.json"))
+    run = rundir.read(args.run)
     device = runtime.pick_device(args.device)
-    ds, _ = resolve(cfg["data"]["root"])  # --data synthetic too: the parent generated it there
-    setup, init_state = Setup.from_config(cfg), paddle.load(os.path.join(args.run, "init.pdparams"))
+    ds, _ = resolve(run.data["root"])  # --data synthetic too: the parent generated it there
+    setup, init_state = Setup.of_run(run), paddle.load(os.path.join(args.run, "init.pdparams"))
     splits, _ = features.load(ds, setup, init_state, args.cache_dir, device=device)  # the parent made both caches
+    s = run.settings
     try:
         train_one(args.optimizer, os.path.join(args.run, args.optimizer), setup=setup, init_state=init_state,
-                  hyperparams=cfg["hyperparams"][args.optimizer], splits=splits, epochs=cfg["epochs"],
-                  batch_size=cfg["batch_size"], seed=cfg["seed"])
-    except (ValueError, RuntimeError, MemoryError, OSError) as e:  # the same failures run_all.py reports
-        print(f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", file=sys.stderr)
+                  hyperparams=run.config["hyperparams"][args.optimizer], splits=splits, epochs=s["epochs"],
+                  batch_size=s["batch_size"], seed=s["seed"])
+    except FAILURES as e:  # the same failures, and the same status line, as the sequential sweep
+        print(failure(e), file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

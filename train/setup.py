@@ -29,9 +29,10 @@ class Setup:
                              f"frozen part); {self.model} trains with --finetune all")
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Setup":
-        """The setup a run directory's config.json records."""
-        return cls(cfg["model"], len(cfg["classes"]), int(cfg["image_size"]), cfg.get("finetune", "all"), bool(cfg.get("pretrained")))
+    def of_run(cls, run) -> "Setup":
+        """The setup a run directory (models.rundir.RunDir) records."""
+        s = run.settings
+        return cls(s["model"], len(run.classes), run.image_size, s["finetune"], bool(s["pretrained"]))
 
     @property
     def spec(self) -> models.Preprocessing:

@@ -9,7 +9,6 @@ cache use a cache folder of their own.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import shutil
 import signal
@@ -20,41 +19,14 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, SMALL, TINY, assert_interrupted, clean, copy_run, load_json, one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["--model", "smallcnn", "--image-size", "32", "--batch-size", "16"]
-TINY = ["--optimizers", "sgd,adam", "--epochs", "3", *SMALL]  # the settings of conftest's tiny_run
-
-
-def load(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
 
 
 def sweep(data, out, *more, check=True, **kw):
     return run_cli("train/run_all.py", "--data", data, *TINY, "--out", out, *more, check=check, **kw)
-
-
-def copy_run(tiny_run, dst) -> str:
-    return shutil.copytree(tiny_run, str(dst), ignore=shutil.ignore_patterns("export"))
-
-
-def clean(p):
-    """No traceback, no Paddle C++ error block."""
-    both = p.stdout + p.stderr
-    assert "Traceback" not in both and "FatalError" not in both and "C++ Traceback" not in both, both[-3000:]
-
-
-def one_line_error(p, *needles):
-    clean(p)
-    assert p.returncode == 2, (p.returncode, p.stderr[-2000:])
-    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("error: ")]
-    assert len(errors) == 1, p.stderr
-    for n in needles:
-        assert n in errors[0], errors[0]
-    return errors[0]
 
 
 def mtimes(run):
@@ -98,15 +70,15 @@ def test_recovery_from_a_damaged_config_json_keeps_the_trained_optimizers(tiny_r
     again and the run exports."""
     run = copy_run(tiny_run, tmp_path / "run")
     with open(os.path.join(run, "config.json"), "w") as f:
-        f.write('{"identity": {"epochs": 3')  # cut short
+        f.write('{"settings": {"epochs": 3')  # cut short
     before = {k: v for k, v in mtimes(run).items() if k != "results.json"}
     os.remove(os.path.join(run, "config.json"))
     p = sweep(kaggle_fixture, run)
     clean(p)
     assert {k: v for k, v in mtimes(run).items() if k != "results.json"} == before  # nothing retrained
-    assert load(os.path.join(run, "config.json"))["identity"] == load(os.path.join(tiny_run, "config.json"))["identity"]
-    assert load(os.path.join(run, "results.json"))["optimizers"]["adam"]["test_acc"] == \
-        load(os.path.join(tiny_run, "results.json"))["optimizers"]["adam"]["test_acc"]
+    assert load_json(os.path.join(run, "config.json"))["settings"] == load_json(os.path.join(tiny_run, "config.json"))["settings"]
+    assert load_json(os.path.join(run, "results.json"))["optimizers"]["adam"]["test_acc"] == \
+        load_json(os.path.join(tiny_run, "results.json"))["optimizers"]["adam"]["test_acc"]
 
 
 def test_damaged_results_json_and_result_json(tiny_run, kaggle_fixture, tmp_path):
@@ -121,13 +93,13 @@ def test_damaged_results_json_and_result_json(tiny_run, kaggle_fixture, tmp_path
     p = sweep(kaggle_fixture, run)  # results.json is rewritten; adam's result.json is made again from its epochs
     clean(p)
     assert "adam/result.json is unreadable" in p.stderr and "made again from adam's saved epochs" in p.stderr
-    ref = load(os.path.join(tiny_run, "results.json"))["optimizers"]
-    got = load(os.path.join(run, "results.json"))["optimizers"]
+    ref = load_json(os.path.join(tiny_run, "results.json"))["optimizers"]
+    got = load_json(os.path.join(run, "results.json"))["optimizers"]
     for name in ("sgd", "adam"):
         assert (got[name]["status"], got[name]["best_val_acc"], got[name]["test_acc"]) == \
             (ref[name]["status"], ref[name]["best_val_acc"], ref[name]["test_acc"])
     assert os.stat(os.path.join(run, "sgd", "result.json")).st_mtime_ns == sgd_before
-    assert len(load(os.path.join(run, "adam", "history.json"))) == 3  # not trained again
+    assert len(load_json(os.path.join(run, "adam", "history.json"))) == 3  # not trained again
 
 
 # ---- 2. damaged caches are rebuilt ---------------------------------------------------------------------------
@@ -153,9 +125,9 @@ def test_a_damaged_decode_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path, da
     clean(p)
     notes = [ln for ln in p.stderr.splitlines() if "decoded-image cache" in ln]
     assert len(notes) == 1 and "is damaged" in notes[0] and damage in notes[0] and "decoding the images again" in notes[0]
-    a, b = (load(os.path.join(r, "results.json"))["optimizers"]["sgd"] for r in (first, second))
+    a, b = (load_json(os.path.join(r, "results.json"))["optimizers"]["sgd"] for r in (first, second))
     assert (a["best_val_acc"], a["test_acc"], a["test_loss"]) == (b["best_val_acc"], b["test_acc"], b["test_loss"])
-    assert np.load(os.path.join(folder, "train_x.npy"), mmap_mode="r").shape[0] == load(os.path.join(second, "config.json"))["data"]["sizes"]["train"]
+    assert np.load(os.path.join(folder, "train_x.npy"), mmap_mode="r").shape[0] == load_json(os.path.join(second, "config.json"))["data"]["sizes"]["train"]
 
 
 def test_a_truncated_feature_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path):
@@ -164,7 +136,7 @@ def test_a_truncated_feature_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path)
     args = ["--data", kaggle_fixture, "--optimizers", "adam", "--epochs", "1", "--image-size", "64", "--cache-dir", cache]
     first = str(tmp_path / "first")
     run_cli("train/run_all.py", *args, "--out", first)
-    folder = load(os.path.join(first, "config.json"))["data"]["features"]["cache"]
+    folder = load_json(os.path.join(first, "config.json"))["data"]["features"]["cache"]
     path = os.path.join(folder, "train_flipped.npy")
     with open(path, "r+b") as f:
         f.truncate(os.path.getsize(path) - 1000)
@@ -173,8 +145,8 @@ def test_a_truncated_feature_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path)
     clean(p)
     notes = [ln for ln in p.stderr.splitlines() if "feature cache" in ln]
     assert len(notes) == 1 and "train_flipped.npy" in notes[0] and "computing the features again" in notes[0]
-    assert load(os.path.join(second, "config.json"))["data"]["features"]["cache_hit"] is False
-    a, b = (load(os.path.join(r, "results.json"))["optimizers"]["adam"] for r in (first, second))
+    assert load_json(os.path.join(second, "config.json"))["data"]["features"]["cache_hit"] is False
+    a, b = (load_json(os.path.join(r, "results.json"))["optimizers"]["adam"] for r in (first, second))
     assert (a["best_val_acc"], a["test_acc"]) == (b["best_val_acc"], b["test_acc"])
 
 
@@ -201,7 +173,7 @@ def test_link_loops_and_dangling_links_in_the_dataset_are_missing_files_not_a_cr
     out = str(tmp_path / "run")
     p = run_cli("train/run_all.py", "--data", data, "--optimizers", "sgd", "--epochs", "1", *SMALL, "--out", out)
     clean(p)
-    cfg = load(os.path.join(out, "config.json"))
+    cfg = load_json(os.path.join(out, "config.json"))
     assert sorted(cfg["data"]["missing"]) == ["train/ants/loop.jpg", "train/bees/dangling.jpg"]
     assert cfg["data"]["sizes"] == {"train": 12, "val": 12, "test": 12}
     assert "2 missing image(s)" in p.stderr
@@ -215,13 +187,13 @@ def test_a_synthetic_run_exports_without_a_dataset_changed_note_and_writes_nothi
                 "--cache-dir", cache, "--out", out)
     clean(p)
     assert "SYNTHETIC" in p.stderr
-    cfg = load(os.path.join(out, "config.json"))
+    cfg = load_json(os.path.join(out, "config.json"))
     assert cfg["data"]["root"] == os.path.join(cache, "synthetic") and cfg["data"]["synthetic"] is True
     assert os.path.exists(os.path.join(ROOT, "data", "synthetic")) == had  # generated in the cache, not the checkout
     p = run_cli("export/to_onnx.py", "--run", out, env={"WHICH_OPTIMIZER_CACHE": cache})
     clean(p)
     assert "changed since training" not in p.stdout + p.stderr
-    assert load(os.path.join(out, "export", "manifest.json"))["dataset"]["synthetic"] is True
+    assert load_json(os.path.join(out, "export", "manifest.json"))["dataset"]["synthetic"] is True
 
 
 # ---- 4. paths that are files, or cannot be written -----------------------------------------------------------
@@ -244,12 +216,6 @@ def test_paths_that_are_files_get_one_line_errors(kaggle_fixture, tmp_path, flag
     assert a_file.read_text() == "not a folder\n"
 
 
-def test_export_data_that_is_a_file(tiny_run, tmp_path):
-    run = copy_run(tiny_run, tmp_path / "run")
-    one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", os.path.join(ROOT, "README.md"), check=False),
-                   "is a file, not a dataset folder", "--data")
-
-
 # ---- 5. failed optimizers: exit 1 and a summary; a damaged last.pdstate restarts -----------------------------
 
 def test_an_optimizer_that_cannot_write_fails_and_the_sweep_exits_1_with_a_summary(kaggle_fixture, tmp_path):
@@ -261,12 +227,12 @@ def test_an_optimizer_that_cannot_write_fails_and_the_sweep_exits_1_with_a_summa
     tail = p.stderr.strip().splitlines()[-3:]
     assert tail[0] == "1 of 2 optimizer(s) failed:" and tail[1].startswith("  adam: failed: IsADirectoryError")
     assert "run the same command again" in tail[2]
-    res = load(out / "results.json")
+    res = load_json(out / "results.json")
     assert res["optimizers"]["sgd"]["status"] == "done" and res["winner"] == "sgd"
     os.rmdir(out / "adam" / "best.pdparams")
     sgd_done = os.stat(out / "sgd" / "result.json").st_mtime_ns
     p = sweep(kaggle_fixture, out)  # fixed: the same command finishes the sweep, status 0
-    assert load(out / "results.json")["optimizers"]["adam"]["status"] == "done"
+    assert load_json(out / "results.json")["optimizers"]["adam"]["status"] == "done"
     assert os.stat(out / "sgd" / "result.json").st_mtime_ns == sgd_done
 
 
@@ -289,8 +255,8 @@ def test_a_full_disk_fails_the_optimizer_it_hits_and_leaves_no_temp_files(tiny_r
     assert "adam: failed: OSError: [Errno 27] File too large" in p.stderr.strip().splitlines()[-2]
     assert not [f for _, _, files in os.walk(out) for f in files if f.endswith(".tmp")]
     sweep(kaggle_fixture, out)  # space again: adam trains, to what an undisturbed run gets
-    ref = load(os.path.join(tiny_run, "results.json"))["optimizers"]["adam"]
-    got = load(os.path.join(out, "results.json"))["optimizers"]["adam"]
+    ref = load_json(os.path.join(tiny_run, "results.json"))["optimizers"]["adam"]
+    got = load_json(os.path.join(out, "results.json"))["optimizers"]["adam"]
     assert (got["status"], got["best_val_acc"], got["test_acc"]) == (ref["status"], ref["best_val_acc"], ref["test_acc"])
 
 
@@ -316,7 +282,7 @@ def test_a_damaged_last_pdstate_trains_that_optimizer_again_saying_so(tiny_run, 
     clean(p)
     notes = [ln for ln in p.stderr.splitlines() if "last.pdstate is unreadable" in ln]
     assert len(notes) == 1 and "adam trains again from epoch 1" in notes[0]
-    ref, got = (load(os.path.join(r, "results.json"))["optimizers"]["adam"] for r in (tiny_run, run))
+    ref, got = (load_json(os.path.join(r, "results.json"))["optimizers"]["adam"] for r in (tiny_run, run))
     assert (got["status"], got["best_val_acc"], got["test_acc"], got["epochs_run"]) == \
         (ref["status"], ref["best_val_acc"], ref["test_acc"], 3)  # same initial weights and data order: same result
 
@@ -423,7 +389,7 @@ def test_a_deleted_history_json_is_rebuilt_from_last_pdstate_else_reported(tiny_
     p = sweep(kaggle_fixture, run)
     clean(p)
     assert "sgd/history.json is missing; rebuilt it from last.pdstate (3 epochs)" in p.stderr
-    assert load(os.path.join(run, "sgd", "history.json")) == load(os.path.join(tiny_run, "sgd", "history.json"))
+    assert load_json(os.path.join(run, "sgd", "history.json")) == load_json(os.path.join(tiny_run, "sgd", "history.json"))
 
     os.remove(os.path.join(run, "sgd", "history.json"))
     os.remove(os.path.join(run, "sgd", "last.pdstate"))
@@ -460,13 +426,6 @@ def test_an_empty_train_or_val_split_is_an_error(kaggle_fixture, tmp_path, split
 
 # ---- 10. SIGTERM and Ctrl+C ---------------------------------------------------------------------------------------
 
-def assert_interrupted(p, out, err):
-    both = out + err
-    assert p.returncode == 130, (p.returncode, err[-2000:])
-    assert "Traceback" not in both and "FatalError" not in both and "Termination signal" not in both, both[-3000:]
-    assert "run the same command again to resume" in err
-
-
 def test_sigterm_during_training_stops_cleanly_and_the_same_command_resumes(kaggle_fixture, tmp_path):
     out = str(tmp_path / "run")
     cmd = [sys.executable, "-u", "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd", "--epochs", "200",
@@ -479,7 +438,7 @@ def test_sigterm_during_training_stops_cleanly_and_the_same_command_resumes(kagg
     p.send_signal(signal.SIGTERM)
     rest_out, rest_err = p.communicate(timeout=60)
     assert_interrupted(p, rest_out, err + rest_err)
-    assert len(load(os.path.join(out, "sgd", "history.json"))) >= 1  # finished epochs kept
+    assert len(load_json(os.path.join(out, "sgd", "history.json"))) >= 1  # finished epochs kept
 
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="reads the process tree from /proc (Linux)")
@@ -495,21 +454,3 @@ def test_ctrl_c_during_decoding_stops_parent_and_workers_cleanly(big_dataset, tm
     assert not [k for k in kids if _running(k)]
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
-def test_export_stops_cleanly_on_sigterm_and_ctrl_c(tiny_run, tmp_path, sig):
-    """Stopped while it converts the first model (inside paddle.jit.save / paddle2onnx)."""
-    run = copy_run(tiny_run, tmp_path / "run")
-    p = subprocess.Popen([sys.executable, "export/to_onnx.py", "--run", run], cwd=ROOT, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True, start_new_session=True)
-    work = os.path.join(run, "export", ".sgd.tmp")
-    deadline = time.time() + 120
-    while not os.path.isdir(work) and time.time() < deadline and p.poll() is None:
-        time.sleep(0.01)
-    assert p.poll() is None, "export ended before it could be interrupted"
-    time.sleep(0.3)
-    os.killpg(p.pid, sig) if sig == signal.SIGINT else p.send_signal(sig)
-    out, err = p.communicate(timeout=60)
-    assert_interrupted(p, out, err)
-    assert not os.path.exists(os.path.join(run, "export", "manifest.json"))
-    p = run_cli("export/to_onnx.py", "--run", run)  # the same command again finishes, leaving no working folders
-    assert not [f for f in os.listdir(os.path.join(run, "export")) if f.startswith(".")]

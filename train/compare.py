@@ -1,0 +1,222 @@
+"""A comparison you can believe (`--tune`, `--seeds`, `--target`): a driver over train/sweep.py's pieces.
+
+    python train/run_all.py --tune --seeds 3          # search, then repeat the chosen setting over 3 seeds
+    python train/run_all.py --tune --tune-budget 0.5  # a cheaper search
+
+Per optimizer: the learning-rate search (train/tune.py) when --tune, the primary training (the sweep's own),
+then the other seeds. Seeds: the chosen setting is trained for the full epochs with seeds SEED .. SEED+N-1:
+seed SEED is the primary run in runs/<run>/<optimizer>/ (what export reads), the others in
+<optimizer>/seed<s>/. One seed means the same initial weights (runs/<run>/init*.pdparams) and data order for
+every optimizer, so results pair up by seed. Each run's test predictions are kept (test_predictions.json)
+for the statistics in train/stats.py: mean ± std, bootstrap 95% CI, paired tests, groups of tied optimizers
+(group 1: the winner, chosen on mean best validation accuracy, and every optimizer tied with it on the test set).
+
+Time to accuracy: the first epoch at which the mean (over seeds) validation accuracy reaches the target
+(default 95% of the best optimizer's final mean validation accuracy), and the mean seconds to get there;
+never reached = null in JSON, ∞ on the leaderboard.
+
+Everything is cached like the plain sweep: a trial or seed whose result.json exists is never rerun.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from train import stats, sweep, tune
+from train.loop import finished, has_probabilities, initial_weights, test_predictions, train_one
+from train.report import best_val_loss, ranked
+from util.io import read_json, write_json
+
+
+def run(args) -> int:
+    sw = sweep.plan(args)
+    problem = check_run(sw.old, args, sw.hps, sw.run)
+    if problem:
+        raise sweep.SweepError(problem)
+    sweep.prepare(sw, pending=lambda n: pending(sw.run, n, args, sw.hps[n]["learning_rate"]),
+                  extra_config=lambda config: _record_plan(sw, config))
+
+    def step(name: str, position: str) -> dict:
+        if args.tune:
+            sw.hps[name] = tune.search(name, sw.run, sw.hps[name], splits=sw.splits, init_state=sw.init_state,
+                                       tune_plan=sw.config["tune"], seed=args.seed, position=position, train_kw=_train_kw(sw))
+            write_json(sw.config_path, sw.config)  # the chosen rate: config.json["hyperparams"]
+        row = sweep.train(sw, name, position)
+        train_seeds(sw, name, position)
+        return row
+
+    return sweep.run_loop(sw, step, summarize=lambda results, config: summarize(sw.run, results, config, args))
+
+
+def _train_kw(sw) -> dict:
+    return {"setup": sw.setup, "batch_size": sw.args.batch_size}
+
+
+def _record_plan(sw, config: dict) -> None:
+    if sw.args.tune:
+        config["tune"] = settings(sw.old.get("tune"), sw.args, sw.hps, config["data"]["sizes"]["train"])
+
+
+# ---- the run directory ------------------------------------------------------------------------------------
+
+def seed_dir(run: str, name: str, seed: int, base_seed: int) -> str:
+    return os.path.join(run, name) if seed == base_seed else os.path.join(run, name, f"seed{seed}")
+
+
+def pending(run: str, name: str, args, centre_lr: float) -> bool:
+    """Whether `name` still has a trial, a seed or a test-prediction file to make."""
+    trials = [tune.trial_dir(run, name, lr) for lr in tune.grid(centre_lr)] if args.tune else []
+    if any(not os.path.exists(os.path.join(t, "result.json")) for t in trials):
+        return True
+    for s in range(args.seed, args.seed + args.seeds):
+        folder = seed_dir(run, name, s, args.seed)
+        if finished(folder, name) is None:  # not done (a damaged result.json is set aside: not done either)
+            return True
+        if os.path.exists(os.path.join(folder, "best.pdparams")) and not has_probabilities(folder):
+            return True
+    return False
+
+
+def train_seeds(sw, name: str, position: str) -> None:
+    """Train the seeds after the primary one (cached like everything else); keep every seed's test predictions."""
+    import paddle
+
+    a = sw.args
+    for s in range(a.seed + 1, a.seed + a.seeds):
+        folder = seed_dir(sw.run, name, s, a.seed)
+        if not os.path.exists(os.path.join(folder, "result.json")):
+            init = paddle.load(initial_weights(sw.run, s, a.seed, sw.setup, a.pretrained))
+            train_one(name, folder, init_state=init, hyperparams=sw.hps[name], splits=sw.splits, epochs=a.epochs, seed=s,
+                      position=f"{position}seed {s} ", **_train_kw(sw))
+        test_predictions(folder, sw.setup, sw.splits)
+
+
+def settings(old: dict, args, hps: dict, n_train: int) -> dict:
+    """config.json["tune"]: the search plan and every optimizer's grid (earlier invocations' kept)."""
+    grids = dict((old or {}).get("grids", {}))
+    grids.update({n: tune.grid(hps[n]["learning_rate"]) for n in args.optimizers})
+    return {**tune.plan(args.tune_budget, args.epochs, n_train, args.batch_size), "grids": grids}
+
+
+def check_run(old_config: dict, args, hps: dict, run: str) -> str | None:
+    """Why this invocation cannot continue the tuned run directory (one line), or None. (Continuing a run with
+    or without --tune as it was made is train/sweep.py's check.)"""
+    old = old_config.get("tune")
+    if not old or not args.tune:
+        return None
+    if old["budget"] != args.tune_budget:
+        return f"{run} was tuned with --tune-budget {old['budget']:g}; use another --out or the same budget"
+    if (old["grid_points"], old["stop_rule"]) != (tune.GRID_POINTS, tune.STOP_RULE):
+        return f"{run} was tuned by an older version of train/tune.py (another grid or stop rule); use another --out"
+    for n in args.optimizers:
+        if n in old["grids"] and old["grids"][n] != tune.grid(hps[n]["learning_rate"]):
+            return (f"{n} in {run} was tuned around learning rate {old['grids'][n][tune.GRID_POINTS // 2]:g}; "
+                    f"use another --out or the same --lr")
+    return None
+
+
+# ---- the comparison -----------------------------------------------------------------------------------------
+
+def summarize(run: str, results: dict, config: dict, args) -> dict:
+    """Add "seeds", "val_curve", "time_to_target", "group" (and "tune") to each row of `results` (in place);
+    return the run-level comparison for results.json."""
+    seeds = list(range(args.seed, args.seed + args.seeds))
+    boot = Bootstrap()
+    for name, row in results.items():
+        _seed_rows(run, name, row, seeds, args.seed, boot)
+        if args.tune and name in config.get("tune", {}).get("grids", {}):
+            lrs = config["tune"]["grids"][name]
+            row["tune"] = {"centre_lr": lrs[len(lrs) // 2], "chosen_lr": row.get("hyperparams", {}).get("learning_rate"),
+                           "grid": tune.trials(run, name, lrs)}
+    target = _time_to_target(results, args.target)
+    out = {"seeds": seeds, "target": target, **_significance(results, boot)}
+    if args.tune:
+        out["search"] = _search_cost(results, config["tune"])
+    return out
+
+
+class Bootstrap:
+    """Per optimizer and seed, which test images it answers right; bootstrap means made once per (name, seeds)."""
+
+    def __init__(self):
+        self.correct, self._cache = {}, {}
+
+    def means(self, name: str, on_seeds: tuple):
+        if (name, on_seeds) not in self._cache:
+            self._cache[name, on_seeds] = stats.resampled_means(np.stack([self.correct[name][s] for s in on_seeds]))
+        return self._cache[name, on_seeds]
+
+
+def _seed_rows(run: str, name: str, row: dict, seeds: list, base_seed: int, boot: Bootstrap) -> None:
+    folders = [seed_dir(run, name, s, base_seed) for s in seeds]
+    rs = [read_json(os.path.join(f, "result.json")) or {"status": "not run"} for f in folders]
+    hs = [read_json(os.path.join(f, "history.json"), []) for f in folders]
+    preds = {s: read_json(os.path.join(f, "test_predictions.json")) for s, f in zip(seeds, folders)}
+    boot.correct[name] = {s: np.equal(p["labels"], p["predicted"]).astype(np.int8) for s, p in preds.items() if p}
+    have = tuple(sorted(boot.correct[name]))
+    row["seeds"] = {"seeds": seeds, "status": [r["status"] for r in rs],
+                    "test_acc": stats.describe(r.get("test_acc") for r in rs),
+                    "best_val_acc": stats.describe(r.get("best_val_acc") for r in rs),
+                    "best_val_loss": stats.describe(best_val_loss(h, r.get("best_epoch")) for r, h in zip(rs, hs)),
+                    "train_seconds": stats.describe(r.get("train_seconds") for r in rs),
+                    "test_acc_ci95": list(stats.interval(boot.means(name, have))) if have else None}
+    row["val_curve"] = _mean_curve([h for h in hs if h])
+
+
+def _mean_curve(histories: list[list[dict]]) -> dict:
+    """Mean ± std over seeds of the validation accuracy per epoch (epochs every seed reached)."""
+    n = min((len(h) for h in histories), default=0)
+    acc = np.array([[h[e]["val_acc"] for e in range(n)] for h in histories]).reshape(len(histories), n)
+    secs = np.array([np.cumsum([h[e]["seconds"] for e in range(n)]) for h in histories]).reshape(len(histories), n)
+    return {"epochs": list(range(1, n + 1)), "mean": acc.mean(axis=0).tolist(),
+            "std": (acc.std(axis=0, ddof=1) if len(histories) > 1 else np.zeros(n)).tolist(),
+            "seconds": secs.mean(axis=0).tolist()}
+
+
+def _time_to_target(results: dict, target_acc: float | None) -> dict:
+    finals = {n: r["val_curve"]["mean"][-1] for n, r in results.items() if r["val_curve"]["mean"]}
+    if target_acc is not None:
+        target = {"val_acc": target_acc, "rule": "--target"}
+    elif finals:
+        best = max(finals, key=finals.get)
+        target = {"val_acc": tune.TARGET_SHARE * finals[best],
+                  "rule": f"{tune.TARGET_SHARE:.0%} of the best final mean val acc ({best})"}
+    else:
+        target = {"val_acc": None, "rule": "no optimizer finished an epoch"}
+    for row in results.values():
+        curve = row["val_curve"]
+        i = stats.first_reach(curve["mean"], target["val_acc"]) if target["val_acc"] is not None else None
+        row["time_to_target"] = {"epochs": None if i is None else i + 1,
+                                 "seconds": None if i is None else round(curve["seconds"][i], 2)}
+    return target
+
+
+def _significance(results: dict, boot: Bootstrap) -> dict:
+    """Paired bootstrap tests between every two optimizers (in the leaderboard's order: validation chooses),
+    Holm-corrected, and the groups of tied optimizers."""
+    order = [n for n, _ in ranked(results) if boot.correct[n]]
+    raw = {}
+    for i, a in enumerate(order):
+        for b in order[i + 1:]:
+            common = tuple(sorted(set(boot.correct[a]) & set(boot.correct[b])))
+            if common:
+                raw[(a, b)] = stats.pvalue(boot.means(a, common) - boot.means(b, common))  # paired: same draws
+    adjusted = stats.holm(raw)
+    groups = stats.tie_groups(order, adjusted)
+    for name, row in results.items():
+        row["group"] = next((k for k, g in enumerate(groups, 1) if name in g), None)
+    return {"groups": groups,
+            "significance": {"method": "paired bootstrap over seeds and test images of the test accuracy "
+                                       f"({stats.RESAMPLES} resamples), Holm-corrected, alpha {stats.ALPHA}",
+                             "pairs": [{"a": a, "b": b, "p": p, "p_holm": adjusted[(a, b)]} for (a, b), p in raw.items()]}}
+
+
+def _search_cost(results: dict, plan: dict) -> dict:
+    grids = [t for r in results.values() for t in r.get("tune", {}).get("grid", [])]
+    search_s = sum(t["train_seconds"] for t in grids)
+    sweep_s = sum(r.get("train_seconds") or 0.0 for r in results.values() if "tune" in r)
+    return {"trials": len(grids), "stopped_early": sum(t["status"].startswith("stopped") for t in grids),
+            "diverged": sum(t["status"].startswith("diverged") for t in grids),
+            "search_seconds": round(search_s, 2), "plain_sweep_seconds": round(sweep_s, 2),
+            "cost_ratio": round(search_s / sweep_s, 3) if sweep_s else None, **{k: v for k, v in plan.items() if k != "grids"}}
