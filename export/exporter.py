@@ -15,7 +15,6 @@ all the demo reads. A model whose checkpoint sha256, opset and device are unchan
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import time
@@ -30,7 +29,7 @@ from models import manifest as contract
 from models import rundir
 from models.dataset import DatasetError, open_dataset
 from util import runtime
-from util.io import DamagedFile, remove_stale_temps
+from util.io import DamagedFile, remove_stale_temps, sha256
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
@@ -222,12 +221,6 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
     return TestSplit(np.stack(images), np.asarray(labels), paths)
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_network(run: Run, name: str) -> backends.Softmax:

@@ -21,7 +21,7 @@ import models  # noqa: E402  (first: quiets Paddle)
 from util import runtime  # noqa: E402
 from export import exporter  # noqa: E402
 from models import inference as backends  # noqa: E402
-from serve.text import pct  # noqa: E402  (the one percentage format; belongs in models/)
+from util.fmt import pct  # noqa: E402  (the one percentage format)
 
 
 def parse_args(argv=None) -> argparse.Namespace:

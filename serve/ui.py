@@ -17,7 +17,8 @@ import models
 from serve import decode
 from serve.engines import BACKENDS, Engines
 from serve.manifest import Manifest, ModelEntry
-from serve.text import SYNTHETIC, knows, pct
+from serve.text import SYNTHETIC, knows
+from util.fmt import pct
 
 HEADERS = ["optimizer", "predicted class", "model confidence", "best val accuracy", "test accuracy", "latency (ms)"]
 CONFIDENCE = "model confidence: the model's own score for each class, not the chance that it is right"

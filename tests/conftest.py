@@ -1,6 +1,7 @@
 """Shared fixtures: one tiny sweep and one export per test session, made through the users' entry points."""
 from __future__ import annotations
 
+import csv
 import json
 import os
 import re
@@ -82,6 +83,19 @@ def read_manifest(export: str) -> dict:
 def copy_run(src: str, dst, keep_export: bool = False) -> str:
     """A copy of a run folder to change (the session fixtures stay as made)."""
     return shutil.copytree(src, str(dst), ignore=None if keep_export else shutil.ignore_patterns("export"))
+
+
+def kaggle_copy(kaggle_fixture, dst, change) -> str:
+    """A copy of the fixture dataset whose labels.csv rows go through change(row) -> row."""
+    data = shutil.copytree(kaggle_fixture, str(dst))
+    labels = os.path.join(data, "labels.csv")
+    with open(labels, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    with open(labels, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(change(dict(r)) for r in rows)
+    return data
 
 
 def free_port() -> int:

@@ -5,7 +5,6 @@ from export/to_onnx.py). Tests that change a run work on a copy, so the shared f
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -18,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_interrupted, copy_run, load_json, one_line_error, read_manifest, run_cli
+from conftest import ROOT, assert_interrupted, copy_run, kaggle_copy, load_json, one_line_error, read_manifest, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -175,14 +174,7 @@ def test_bad_input_is_one_line(tiny_run, kaggle_fixture, tmp_path):
     one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", tmp_path / "gone", check=False),
                           "does not exist", "--data")
     # A copy of the dataset whose labels.csv marks no image as final validation: no test split.
-    data = shutil.copytree(kaggle_fixture, tmp_path / "data")
-    labels = os.path.join(data, "labels.csv")
-    with open(labels, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    with open(labels, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows({**r, "is_final_validation": "0"} for r in rows)
+    data = kaggle_copy(kaggle_fixture, tmp_path / "data", lambda r: {**r, "is_final_validation": "0"})
     one_line_error(run_cli("export/to_onnx.py", "--run", run, "--data", data, check=False), "no test images")
     one_line_error(run_cli("export/to_onnx.py", "--run", run, "--device", "gpu", check=False), "--device gpu")
     assert not os.path.exists(os.path.join(run, "export", "manifest.json"))

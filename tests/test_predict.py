@@ -57,7 +57,7 @@ def test_folder_is_walked_and_the_winner_answers(tiny_export, photos):
 
 
 def test_table_all_models_best_on_validation_first(tiny_export, photos):
-    from serve.text import pct
+    from util.fmt import pct
 
     m = read_manifest(tiny_export)
     p = predict(tiny_export, photos / "nested" / "last.JPG", "--all", "--top-k", "2")

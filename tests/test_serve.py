@@ -19,7 +19,7 @@ from PIL import Image
 
 import models
 from conftest import HYMENOPTERA, App, read_manifest, run_cli
-from serve.text import pct
+from util.fmt import pct
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

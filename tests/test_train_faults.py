@@ -8,9 +8,7 @@ cache use a cache folder of their own.
 """
 from __future__ import annotations
 
-import csv
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -19,7 +17,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, SMALL, TINY, assert_interrupted, clean, copy_run, load_json, one_line_error, run_cli
+from conftest import ROOT, SMALL, TINY, assert_interrupted, clean, copy_run, kaggle_copy, load_json, one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -32,19 +30,6 @@ def sweep(data, out, *more, check=True, **kw):
 def mtimes(run):
     return {f: os.stat(os.path.join(run, f)).st_mtime_ns for f in ("results.json", "sgd/result.json", "adam/result.json",
                                                                  "sgd/best.pdparams", "adam/last.pdstate")}
-
-
-def kaggle_copy(kaggle_fixture, dst, change) -> str:
-    """A copy of the fixture dataset whose labels.csv rows go through change(row) -> row."""
-    data = shutil.copytree(kaggle_fixture, str(dst))
-    labels = os.path.join(data, "labels.csv")
-    with open(labels, newline="", encoding="utf-8") as f:
-        rows = list(csv.DictReader(f))
-    with open(labels, "w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(change(dict(r)) for r in rows)
-    return data
 
 
 # ---- 1. a damaged config.json / results.json / result.json -------------------------------------------------

@@ -30,7 +30,8 @@ from train import ranks
 from train import optimizers
 from models.inference import log_probabilities
 from train.data import Split, batches, shard
-from train.report import pct, prediction_record
+from train.report import prediction_record
+from util.fmt import pct
 
 # Errors that mark one optimizer "failed: ..." while the sweep goes on.
 FAILURES = (ValueError, RuntimeError, MemoryError, OSError)

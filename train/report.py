@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from util.fmt import pct  # noqa: E402,F401  (the one percentage format; report.pct for callers)
 from util.io import savefig, write_text  # noqa: E402
 from train import stats  # noqa: E402
 
@@ -36,13 +37,6 @@ SIGNIFICANCE = ("exact McNemar test on the test images that the winner and the o
 CI_NOTE = ("95% CI: Wilson score interval over the {n} test images: the uncertainty of this checkpoint's accuracy "
            "from the finite test set (not from training randomness: --seeds measures that)")
 MISTAKES_SHOWN = 24
-
-
-def pct(x) -> str:
-    """The one percentage format of every table and plot: 0.737 -> '73.7%'; None/NaN -> '-'."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "-"
-    return f"{100 * x:.1f}%"
 
 
 def ci_text(ci) -> str:

@@ -5,6 +5,7 @@ A process killed in the middle of a write leaves its hidden temp file (`.<name>.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -124,3 +125,12 @@ def remove_stale_temps(folder: str, depth: int = 4) -> int:
                 dirs.remove(name)
             removed += 1
     return removed
+
+
+def sha256(path: str) -> str:
+    """Hex sha256 of a file's content, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

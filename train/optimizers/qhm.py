@@ -2,8 +2,6 @@
 ICLR 2019, arXiv:1810.06801, Sec. 3)."""
 from __future__ import annotations
 
-import paddle
-
 from train.optimizers import _check
 from train.optimizers.base import FromScratch, momentum_kernel
 
