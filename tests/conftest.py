@@ -149,8 +149,8 @@ class App:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise AssertionError(f"serve/app.py exited {self.proc.returncode}:\n{self.output()}")
-            try:
-                if httpx.get(self.url, timeout=2).status_code == 200:
+            try:  # answering, and its start line printed (Gradio answers a moment before launch() returns)
+                if httpx.get(self.url, timeout=2).status_code == 200 and "(removed on exit)" in self.output():
                     return
             except httpx.TransportError:
                 pass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # glog: errors only
@@ -43,7 +44,14 @@ _received: list[int] = []  # stop signals received by this process (on_stop_sign
 
 def _interrupt(signum, frame):
     _received.append(signum)
+    # The interrupt can strike inside any constructor (a progress bar's __init__); such half-built objects may
+    # fail in __del__ when collected, and Python would print "Exception ignored ... Traceback" on the way out.
+    sys.unraisablehook = _ignore
     raise KeyboardInterrupt
+
+
+def _ignore(unraisable) -> None:
+    """sys.unraisablehook once a stop signal arrived: the process is stopping, destructor errors are noise."""
 
 
 def check_stop() -> None:
