@@ -175,14 +175,19 @@ def train_step_dp(net, opt, x, y) -> tuple[float, float, float]:
 def evaluate(model, split: Split, spec, batch_size: int = 256) -> tuple[float, float]:
     """(mean cross-entropy, accuracy) of `model` on a split. Data-parallel, each rank evaluates its
     contiguous shard (no padding) and the sums are reduced: the numbers equal a single-process evaluation."""
+    return _evaluate(model, split, spec, batch_size)[:2]
+
+
+def _evaluate(model, split: Split, spec, batch_size: int = 256) -> tuple[float, float, np.ndarray | None]:
+    """evaluate's numbers and this rank's log-probabilities (the whole split's in one process)."""
     if len(split) == 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), None
     part = split.subset(slice(*shard(len(split), ranks.RANK, ranks.WORLD)))
     logp = log_probabilities(model, (x for x, _ in batches(part, batch_size, spec)))
     loss_sum = -float(logp[np.arange(len(part)), part.labels].sum(dtype=np.float64)) if len(part) else 0.0
     correct = int((logp.argmax(axis=1) == part.labels).sum()) if len(part) else 0
     loss_sum, correct = ranks.all_sum([loss_sum, correct])
-    return loss_sum / len(split), correct / len(split)
+    return loss_sum / len(split), correct / len(split), logp
 
 
 def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict,
@@ -292,10 +297,11 @@ def finish(name: str, out: str, whole, model, splits: dict, spec, status: str, h
         result["best_val_acc"], result["best_epoch"] = best["val_acc"], best["epoch"]
         if "test" in splits:
             whole.set_state_dict(best_state)
-            result["test_loss"], result["test_acc"] = evaluate(model, splits["test"], spec)
+            test = splits["test"]
+            result["test_loss"], result["test_acc"], logp = _evaluate(model, test, spec)
             if ranks.is_main():  # per-image probabilities of the best checkpoint: per-class results, mistakes
-                write_json(os.path.join(out, "test_predictions.json"),
-                           prediction_record(splits["test"].labels, probabilities(model, splits["test"], spec)))
+                probs = np.exp(logp) if ranks.WORLD == 1 and logp is not None else probabilities(model, test, spec)
+                write_json(os.path.join(out, "test_predictions.json"), prediction_record(test.labels, probs))
     if ranks.is_main():
         from train.report import plot_curves
 
