@@ -5,6 +5,7 @@ reach a user's terminal.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -40,6 +41,7 @@ INTERRUPTED = 130  # exit status of an entry point stopped by SIGTERM or Ctrl+C 
 
 
 _received: list[int] = []  # stop signals received by this process (on_stop_signals' default handler)
+_held = 0  # depth of the `stops_held` blocks running now
 
 
 def _interrupt(signum, frame):
@@ -47,7 +49,23 @@ def _interrupt(signum, frame):
     # The interrupt can strike inside any constructor (a progress bar's __init__); such half-built objects may
     # fail in __del__ when collected, and Python would print "Exception ignored ... Traceback" on the way out.
     sys.unraisablehook = _ignore
-    raise KeyboardInterrupt
+    if not _held:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def stops_held():
+    """Run the block to its end even if a stop signal arrives, then raise KeyboardInterrupt. For Paddle calls
+    that run Python from C++ (paddle.jit.save translates the model's forward): an exception raised inside them
+    can leave Paddle's C++ side broken, and the process aborts ("std::bad_alloc", exit -6) instead of stopping.
+    Keep such blocks short: a user's Ctrl+C waits for them."""
+    global _held
+    _held += 1
+    try:
+        yield
+    finally:
+        _held -= 1
+    check_stop()
 
 
 def _ignore(unraisable) -> None:
