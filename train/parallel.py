@@ -26,9 +26,9 @@ def slot_envs(n: int, pref: str) -> list[dict]:
     On CPU Paddle runs OMP_NUM_THREADS threads per process (1 unless set). Each worker keeps that
     number, capped at cores // n so n workers never oversubscribe the machine; with the default of 1
     a worker computes bit for bit what the sequential sweep computes."""
-    if pref != "cpu" and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+    if pref != "cpu" and runtime.gpus():
         visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
-        gpus = [g for g in visible.split(",") if g.strip()] or [str(i) for i in range(paddle.device.cuda.device_count())]
+        gpus = [g for g in visible.split(",") if g.strip()] or [str(i) for i in range(runtime.gpus())]
         return [{"CUDA_VISIBLE_DEVICES": gpus[k % len(gpus)]} for k in range(n)]
     threads = max(1, min(int(os.environ.get("OMP_NUM_THREADS", "1")), (os.cpu_count() or 1) // n))
     return [{"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} for _ in range(n)]

@@ -47,7 +47,7 @@ def setup(pref: str) -> str:
     env = dist.ParallelEnv()
     if env.world_size == 1:
         return runtime.pick_device(pref)
-    if pref != "cpu" and paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0:
+    if pref != "cpu" and runtime.gpus():
         device = f"gpu:{env.device_id}"
         paddle.set_device(device)
     else:  # CPU ranks, also on a GPU machine with --device cpu

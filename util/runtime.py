@@ -20,6 +20,13 @@ logging.getLogger("paddle.utils.download").setLevel(logging.WARNING)  # per-try 
 warnings.filterwarnings("ignore", message="When training, we now always track global mean and variance")
 
 
+def gpus() -> int:
+    """How many CUDA devices Paddle can use here: 0 with a CPU-only Paddle or no card. The one GPU check."""
+    import paddle
+
+    return paddle.device.cuda.device_count() if paddle.device.is_compiled_with_cuda() else 0
+
+
 def pick_device(pref: str = "auto") -> str:
     """'auto' | 'cpu' | 'gpu' -> the Paddle device string actually used ('gpu:0' or 'cpu').
 
@@ -29,7 +36,7 @@ def pick_device(pref: str = "auto") -> str:
 
     if pref not in ("auto", "cpu", "gpu"):
         raise ValueError(f"--device must be auto, cpu or gpu (got {pref!r})")
-    has_gpu = paddle.device.is_compiled_with_cuda() and paddle.device.cuda.device_count() > 0
+    has_gpu = gpus() > 0
     if pref == "gpu" and not has_gpu:
         raise RuntimeError("--device gpu: no CUDA device usable by Paddle (install paddlepaddle-gpu, check nvidia-smi)")
     dev = "gpu:0" if has_gpu and pref != "cpu" else "cpu"
