@@ -221,8 +221,6 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
     return TestSplit(np.stack(images), np.asarray(labels), paths)
 
 
-
-
 def load_network(run: Run, name: str) -> backends.Softmax:
     """The trained network of optimizer `name` with softmax on top, in eval mode; ModelFailed if the
     checkpoint is unreadable or does not fit the run's network."""

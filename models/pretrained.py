@@ -184,8 +184,6 @@ def source_file() -> str:
     return path
 
 
-
-
 def imagenet_weights(cache_dir: str, paddle_shapes: dict[str, list], source: str | None = None) -> str:
     """Path of the converted Paddle state dict (1000-class head), made once per source file content:
     <cache_dir>/efficientnet_lite0-<sha256[:16]>-v<converter>.pdparams."""

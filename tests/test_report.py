@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from train import report, stats
+from util.fmt import pct
 
 from conftest import load_json
 
@@ -212,7 +213,7 @@ def test_confusion_small_multiples_for_many_optimizers(tmp_path):
 # ---- the terminal ---------------------------------------------------------------------------------------
 
 def test_one_percentage_format_and_the_sweep_line():
-    assert report.pct(0.7368) == "73.7%" and report.pct(None) == "-" and report.pct(float("nan")) == "-"
+    assert pct(0.7368) == "73.7%" and pct(None) == "-" and pct(float("nan")) == "-"
     assert report.ci_text((0.601, 0.8)) == "60.1–80.0%"
     line = report.sweep_line(done=3, total=14, trained=2, to_train=13, elapsed=240.0)
     assert line == "sweep: 3/14 optimizers done, 11 left, about 22.0 min left (2.0 min per optimizer)"

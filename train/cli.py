@@ -69,9 +69,9 @@ def parse_args(argv=None, description: str = "") -> argparse.Namespace:
     args.pretrained = args.pretrained or args.model == "efficientnet_lite0"
     args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
     args.lr_overrides = _lr_overrides(p, args.lr)
+    args.compare = args.tune or args.seeds > 1 or args.target is not None  # train/compare.py drives the run
     for problem in _problems(args):
         p.error(problem)
-    args.compare = args.tune or args.seeds > 1 or args.target is not None
     return args
 
 
@@ -101,7 +101,6 @@ def _problems(args) -> list[str]:
         problems.append("--tune-budget must be a number above 0, e.g. 0.5")
     if args.target is not None and not 0 < args.target <= 1:
         problems.append("--target must be a validation accuracy in (0, 1], e.g. 0.9")
-    comparing = args.tune or args.seeds > 1 or args.target is not None
-    if comparing and (args.parallel > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1):
+    if args.compare and (args.parallel > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1):
         problems.append("--tune/--seeds/--target run in a single process for now: drop --parallel / the distributed launcher")
     return problems

@@ -24,14 +24,13 @@ import paddle
 import paddle.nn.functional as F
 from tqdm import tqdm
 
-from util import runtime
-from util.io import DamagedFile, read_json, save_paddle, write_json
-from train import ranks
-from train import optimizers
 from models.inference import log_probabilities
+from train import optimizers, ranks
 from train.data import Split, batches, shard
 from train.report import prediction_record
+from util import runtime
 from util.fmt import pct
+from util.io import DamagedFile, read_json, save_paddle, write_json
 
 # Errors that mark one optimizer "failed: ..." while the sweep goes on.
 FAILURES = (ValueError, RuntimeError, MemoryError, OSError)
@@ -330,4 +329,3 @@ def test_predictions(folder: str, setup, splits) -> dict | None:
     out = prediction_record(splits["test"].labels, probabilities(model, splits["test"], setup.spec))
     write_json(path, out)
     return out
-

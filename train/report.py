@@ -26,7 +26,7 @@ import numpy as np  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from util.fmt import pct  # noqa: E402,F401  (the one percentage format; report.pct for callers)
+from util.fmt import pct  # noqa: E402
 from util.io import savefig, write_text  # noqa: E402
 from train import stats  # noqa: E402
 

@@ -27,6 +27,7 @@ from train.loop import FAILURES, failure, finished, history, initial_weights, te
 from train.optimizers import hyperparams as registry_hyperparams
 from train.setup import Setup
 from util import runtime
+from util.fmt import pct
 from util.io import DamagedFile, read_json, remove_stale_temps, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -344,8 +345,8 @@ class Progress:
         if r["status"].startswith("failed"):
             print(f"{name}: {r['status']}", file=sys.stderr)
         if r.get("test_acc") is not None:
-            print(f"{name}: {r['status']}, best val {report.pct(r['best_val_acc'])} @ epoch {r['best_epoch']}, "
-                  f"test {report.pct(r['test_acc'])}, {r['train_seconds'] / 60:.1f} min", file=sys.stderr)
+            print(f"{name}: {r['status']}, best val {pct(r['best_val_acc'])} @ epoch {r['best_epoch']}, "
+                  f"test {pct(r['test_acc'])}, {r['train_seconds'] / 60:.1f} min", file=sys.stderr)
         if name in sw.todo:
             print(report.sweep_line(len(self.finished), len(sw.args.optimizers), sum(n in sw.todo for n in self.finished),
                                     len(sw.todo), time.perf_counter() - self.t0), file=sys.stderr)
