@@ -14,11 +14,11 @@ import numpy as np
 from PIL import Image
 
 from models import CLASSES
-from models.dataset import kaggle_rows
+from models.dataset import KAGGLE_LABEL_COLUMNS, kaggle_rows
 from util.io import atomic_path
 
 FOLDERS = ("bee1", "wasp1", "other_insect", "other_noinsect")  # one Kaggle folder per class
-COLUMNS = ("id", "path", "is_bee", "is_wasp", "is_otherinsect", "is_other", "photo_quality", "is_validation", "is_final_validation")
+COLUMNS = ("id", "path", *KAGGLE_LABEL_COLUMNS, "photo_quality", "is_validation", "is_final_validation")  # Kaggle's order
 
 
 def render(label: int, rng: np.random.Generator, w: int = 96, h: int = 80) -> np.ndarray:
