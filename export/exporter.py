@@ -179,7 +179,7 @@ def copy_board(run_dir: str, out: str) -> dict:
         replace_dir(tmp, dest)
     rel = {f: f"board/{f}" for f in found}
     return {"markdown": rel.get("leaderboard.md"),
-            "plots": [rel[f] for f in ("compare.png", "leaderboard.png", "confusion.png") if f in rel],
+            "plots": [rel[f] for f in ("compare.png", "leaderboard.png", "calibration.png", "confusion.png") if f in rel],
             "mistakes": rel.get("mistakes.png")}
 
 
@@ -221,9 +221,17 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
     return TestSplit(np.stack(images), np.asarray(labels), paths)
 
 
-def load_network(run: Run, name: str) -> backends.Softmax:
-    """The trained network of optimizer `name` with softmax on top, in eval mode; ModelFailed if the
-    checkpoint is unreadable or does not fit the run's network."""
+def calibration_of(run: Run, name: str) -> dict:
+    """The model's calibration, fitted on validation by training (train/calibration.py): {"temperature", "threshold"};
+    T = 1 and no "not sure" threshold for runs trained before calibration existed."""
+    cal = run.results.get(name, {}).get("calibration") or {}
+    return {"temperature": float(cal.get("temperature", 1.0)), "threshold": float(cal.get("threshold", 0.0)),
+            "fitted": bool(cal)}
+
+
+def load_network(run: Run, name: str) -> backends.Deployed:
+    """The trained network of optimizer `name` as it is deployed (test-time views, temperature, softmax), in eval
+    mode; ModelFailed if the checkpoint is unreadable or does not fit the run's network."""
     import paddle
 
     path = run.checkpoints[name]
@@ -243,7 +251,7 @@ def load_network(run: Run, name: str) -> backends.Softmax:
         raise ModelFailed(f"failed: {rel} does not fit {run.model} with {len(run.classes)} classes "
                           f"({len(bad)} of {len(want)} weights missing or misshapen, e.g. {bad[0]}); retrain {name}")
     net.set_state_dict(state)
-    return backends.Softmax(net).eval()
+    return backends.Deployed(net, calibration_of(run, name)["temperature"], run.saved.settings["tta"]).eval()
 
 
 def check_parity(probs: dict, labels: np.ndarray, tolerance: float = TOLERANCE) -> tuple[dict, dict, list]:
@@ -281,21 +289,26 @@ def replace_dir(tmp: str, dest: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def reference_probabilities(net, images: np.ndarray, spec: models.Preprocessing, memo: dict) -> np.ndarray:
-    """The trained model's probabilities on the test images (dygraph, eval mode): what the exported files must equal.
+def reference_probabilities(layer: backends.Deployed, images: np.ndarray, spec: models.Preprocessing, memo: dict) -> np.ndarray:
+    """The trained model's probabilities on the test images (dygraph, eval mode, its test-time views and temperature):
+    what the exported files must equal.
 
     The optimizers of an efficientnet_lite0 run usually share the whole backbone (the "head" regime trains only
-    fc), and dygraph is slow at 224 px on a CPU: the pooled features are computed once per distinct backbone
-    (memo, keyed by the hash of its weights), then each model's own classifier runs on them — the same
+    fc), and dygraph is slow at this size on a CPU: the pooled features of each view are computed once per distinct
+    backbone (memo, keyed by the hash of its weights), then each model's own classifier runs on them — the same
     operations as a whole forward pass, done once instead of once per optimizer."""
     from models.efficientnet import NUM_BLOCKS, EfficientNetLite0, Frozen, Top, frozen_sha
 
+    net, views = layer.net, backends.TTA[layer.tta]
+    flip = {"identity": lambda x: x, "hflip": lambda x: x[:, :, ::-1]}
     if not isinstance(net, EfficientNetLite0):
-        return np.exp(backends.log_probabilities(net, backends.image_batches(images, spec)))
+        batches = ([spec.normalize(flip[v](images[i:i + 64])) for v in views] for i in range(0, len(images), 64))
+        return np.exp(backends.log_probabilities(net, batches, layer.temperature))
     key = frozen_sha(net, NUM_BLOCKS)
     if key not in memo:
-        memo[key] = backends.predict(backends.DygraphRunner(Frozen(net, NUM_BLOCKS)), images, spec)
-    return np.exp(backends.log_probabilities(Top(net, NUM_BLOCKS), [memo[key]]))
+        frozen = backends.DygraphRunner(Frozen(net, NUM_BLOCKS))
+        memo[key] = {v: backends.predict(frozen, flip[v](images), spec) for v in backends.TTA["hflip"]}
+    return np.exp(backends.log_probabilities(Top(net, NUM_BLOCKS), [[memo[key][v] for v in views]], layer.temperature))
 
 
 def export_model(run: Run, name: str, out: str, split: TestSplit, device: backends.Device, opset: int,
@@ -307,7 +320,7 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, device: backen
     reference = backends.DygraphRunner(layer)
     spec = run.preprocessing
     x1, xb = backends.timing_inputs(split.images, spec)
-    probs = {"dygraph": reference_probabilities(layer.net, split.images, spec, {} if memo is None else memo)}
+    probs = {"dygraph": reference_probabilities(layer, split.images, spec, {} if memo is None else memo)}
     speeds = {"dygraph": backends.speed(reference, x1, None, bench_s)}  # batch-1 latency only: it is not deployed
                                                                            # (bench/bench_export.py times its throughput)
     t1 = time.perf_counter()
@@ -344,6 +357,7 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, device: backen
         "latency_ms": {f"{k}_b1": round(v[0], 4) for k, v in speeds.items()},
         "throughput_ips": {f"{k}_b{len(xb)}": round(v[1], 1) for k, v in speeds.items() if v[1] is not None},
         "export_seconds": round(export_seconds, 3),
+        "calibration": {k: v for k, v in calibration_of(run, name).items() if k != "fitted"},
     }
     trained = run.results.get(name, {}).get("test_acc")
     if trained is not None and abs(trained - acc["trained"]) > 1e-9:
@@ -404,7 +418,8 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
     path = os.path.join(out, contract.FILE)
     prev, prev_models = _previous(run, path, device)
     shas = {n: sha256(p) for n, p in run.checkpoints.items()}
-    todo = [n for n in run.checkpoints if force or not _unchanged(prev_models.get(n), shas[n], opset, out)]
+    calibrations = {n: {k: v for k, v in calibration_of(run, n).items() if k != "fitted"} for n in run.checkpoints}
+    todo = [n for n in run.checkpoints if force or not _unchanged(prev_models.get(n), shas[n], opset, out, calibrations[n])]
     split = load_test_split(run, data_root, progress) if todo else None
     _clean(out)
     rows, provider, output_name = _export_all(run, todo, prev_models, shas, out, split, device, opset, bench_s, progress)
@@ -419,7 +434,7 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
         winner = choose_winner({n: e.get("best_val_acc") for n, e in entries.items() if e.get("status") == "ok"})
         chosen_by = "export: highest best validation accuracy among the exported models"
     manifest = contract.document(
-        model=run.model, classes=run.classes, spec=run.preprocessing, dataset=dataset_of(run.saved.config),
+        model=run.model, classes=run.classes, spec=run.preprocessing, tta=run.saved.settings["tta"], dataset=dataset_of(run.saved.config),
         output_name=output_name or (prev.get("output") or {}).get("name"), device=device.as_dict(), winner=winner,
         winner_chosen_by=chosen_by, examples=examples, leaderboard=copy_board(run.dir, out), models=entries)
     return Report(run, path, contract.write(path, manifest, prev), rows)
@@ -439,9 +454,10 @@ def _previous(run: Run, path: str, device: backends.Device) -> tuple[dict, dict]
     return prev, (prev.get("models", {}) if same_setup else {})
 
 
-def _unchanged(entry: dict | None, sha: str, opset: int, out: str) -> bool:
+def _unchanged(entry: dict | None, sha: str, opset: int, out: str, calibration: dict) -> bool:
     e = entry or {}
-    return e.get("status") == "ok" and e.get("checkpoint_sha256") == sha and e.get("opset") == opset and _files_exist(out, e)
+    return e.get("status") == "ok" and e.get("checkpoint_sha256") == sha and e.get("opset") == opset and _files_exist(out, e) \
+        and e.get("calibration") == calibration
 
 
 def _clean(out: str) -> None:

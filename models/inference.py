@@ -79,15 +79,34 @@ def set_dygraph_threads(n: int) -> None:
         paddle.base.core.set_num_threads(n)
 
 
-class Softmax(paddle.nn.Layer):
-    """A classifier plus softmax: what gets exported, so every backend outputs probabilities."""
+# Test-time views: what the deployed model averages its logits over (`--tta`). "hflip": the photo and its mirror
+# image (exact: no resampling, so cached features of flipped images equal the exported graph's in-graph flip).
+TTA = {"none": ("identity",), "hflip": ("identity", "hflip")}
 
-    def __init__(self, net):
+
+def check_tta(tta: str) -> str:
+    if tta not in TTA:
+        raise ValueError(f"unknown test-time views {tta!r}; choose one of {', '.join(TTA)}")
+    return tta
+
+
+class Deployed(paddle.nn.Layer):
+    """What gets exported, so every backend outputs the calibrated answer: the classifier's logits averaged over
+    the test-time views of the input (`TTA`), divided by the model's temperature (train/calibration.py), softmax.
+
+        p = softmax(mean_v z(view_v(x)) / T)
+
+    The same rule as `log_probabilities(layer, views, temperature)`, written in Paddle ops for the static graph."""
+
+    def __init__(self, net, temperature: float = 1.0, tta: str = "none"):
         super().__init__()
-        self.net = net
+        self.net, self.temperature, self.tta = net, float(temperature), check_tta(tta)
 
     def forward(self, x):
-        return paddle.nn.functional.softmax(self.net(x), axis=-1)
+        z = self.net(x)
+        if self.tta == "hflip":
+            z = (z + self.net(paddle.flip(x, axis=[3]))) * 0.5
+        return paddle.nn.functional.softmax(z / self.temperature, axis=-1)
 
 
 class DygraphRunner:
@@ -161,13 +180,18 @@ class OnnxRunner:
 
 
 @paddle.no_grad()
-def log_probabilities(layer, inputs) -> np.ndarray:
-    """The one "weights -> answers" function: log-softmax (N x classes, float32) of a Paddle layer in eval mode
-    over an iterable of float32 input batches (normalized images for a whole network, or cached features for
-    its trainable top). Training's evaluation (loss = -log p of the true class) and test probabilities,
-    tuning, and export's parity reference all call it."""
+def log_probabilities(layer, inputs, temperature: float = 1.0) -> np.ndarray:
+    """The one "weights -> answers" function: log softmax(mean_v z_v / T) (N x classes, float32) of a Paddle layer in
+    eval mode over an iterable of float32 input batches — one array per batch, or a list of arrays, one per test-time
+    view of the same images (their logits are averaged, as `Deployed` does). Inputs are normalized images for a whole
+    network, or cached features for its trainable top. Training's evaluation and test probabilities, tuning,
+    calibration and export's parity reference all call it."""
     layer.eval()
-    out = [paddle.nn.functional.log_softmax(layer(paddle.to_tensor(x)), axis=-1).numpy() for x in inputs]
+    out = []
+    for x in inputs:
+        views = x if isinstance(x, (list, tuple)) else [x]
+        z = sum(layer(paddle.to_tensor(v)) for v in views) * (1.0 / len(views))
+        out.append(paddle.nn.functional.log_softmax(z / float(temperature), axis=-1).numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 

@@ -6,11 +6,14 @@ Format 2, every path relative to the manifest's folder and inside it:
   format, created, run (".."), model, classes, preprocessing (models.Preprocessing.as_dict: the image size
   lives here), dataset {name, synthetic}, input {name, dtype, layout}, output {name, meaning}, device,
   winner + winner_chosen_by (validation accuracy, never test), examples [photos copied from the test split],
+  tta (the test-time views inside every exported model: models.inference.TTA; absent in older manifests: none),
   leaderboard {markdown, plots, mistakes} (copies of the run's reports), models {optimizer: {status,
   paddle {model, params}, onnx, opset, test_acc {trained, paddle, onnx}, test_images, max_abs_diff,
-  latency_ms, throughput_ips, export_seconds, checkpoint_sha256, best_val_acc, best_epoch}}.
+  latency_ms, throughput_ips, export_seconds, checkpoint_sha256, best_val_acc, best_epoch,
+  calibration {temperature (inside the exported model), threshold (below it the answer is "not sure")}}}.
 The input is one float32 NCHW RGB batch of preprocessing.size x preprocessing.size images made by that
-preprocessing; the output is softmax probabilities over `classes`.
+preprocessing; the output is calibrated probabilities over `classes` (OUTPUT; older manifests: plain softmax,
+no calibration block).
 """
 from __future__ import annotations
 
@@ -24,6 +27,8 @@ from models.preprocess import Preprocessing
 from util.io import DamagedFile, read_json, write_json
 
 FORMAT = 2
+OUTPUT = ("calibrated probabilities: softmax(mean over the test-time views (tta) of the logits / the model's "
+          "calibration.temperature)")
 FILE = "manifest.json"
 INPUT_NAME = "x"
 RUN_FIRST = "Run these two commands first:\n  python train/run_all.py\n  python export/to_onnx.py"
@@ -33,12 +38,12 @@ class ManifestError(RuntimeError):
     """The manifest is missing or unusable; the message says what to do (no traceback for users)."""
 
 
-def document(*, model: str, classes: list, spec: Preprocessing, dataset: dict, output_name: str | None, device: dict,
+def document(*, model: str, classes: list, spec: Preprocessing, tta: str, dataset: dict, output_name: str | None, device: dict,
              winner: str | None, winner_chosen_by: str | None, examples: list, leaderboard: dict, models: dict) -> dict:
     return {"format": FORMAT, "run": "..", "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": model, "classes": list(classes), "preprocessing": spec.as_dict(), "dataset": dataset,
+            "model": model, "classes": list(classes), "preprocessing": spec.as_dict(), "tta": tta, "dataset": dataset,
             "input": {"name": INPUT_NAME, "dtype": "float32", "layout": "NCHW RGB"},
-            "output": {"name": output_name, "meaning": "softmax probabilities"}, "device": device,
+            "output": {"name": output_name, "meaning": OUTPUT}, "device": device,
             "winner": winner, "winner_chosen_by": winner_chosen_by if winner else None,
             "examples": examples, "leaderboard": leaderboard, "models": models}
 

@@ -2,7 +2,8 @@
 (`config_document`), one reader of the whole folder (`RunDir`).
 
 config.json holds each setting once:
-  settings       what the user chose: model, finetune, pretrained, epochs, batch_size, seed
+  settings       what the user chose: model, finetune, pretrained, epochs, batch_size, seed, tta (test-time views;
+                 "none" for runs written before it existed)
   preprocessing  the model's `models.Preprocessing` at --image-size (the image size lives here)
   classes, optimizers (run order), hyperparams (per optimizer), data (root, layout, fingerprint, counts,
   sizes, skipped, missing, notes, synthetic, decode/feature cache details), device, lr_schedule,
@@ -21,8 +22,10 @@ from models.networks import preprocessing
 from models.preprocess import Preprocessing
 from util.io import DamagedFile, read_json
 
-SETTINGS = ("model", "finetune", "pretrained", "epochs", "batch_size", "seed")
-BOARD = ("leaderboard.md", "compare.png", "leaderboard.png", "confusion.png", "mistakes.png")  # what people look at
+SETTINGS = ("model", "finetune", "pretrained", "epochs", "batch_size", "seed", "tta")
+# what runs written before a setting existed did, for each such setting
+BEFORE = {"tta": "none"}
+BOARD = ("leaderboard.md", "compare.png", "leaderboard.png", "calibration.png", "confusion.png", "mistakes.png")  # what people look at
 CONFIG, RESULTS, CHECKPOINT = "config.json", "results.json", "best.pdparams"
 
 
@@ -52,8 +55,8 @@ class RunDir:
     def settings(self) -> dict:
         """The user's settings; older runs stored them as flat keys (finetune then was always "all")."""
         if isinstance(self.config.get("settings"), dict):
-            return self.config["settings"]
-        old = {k: self.config.get(k) for k in SETTINGS}
+            return {**BEFORE, **self.config["settings"]}
+        old = {**{k: self.config.get(k) for k in SETTINGS}, **BEFORE}
         old["finetune"] = old["finetune"] or "all"
         old["pretrained"] = bool(old["pretrained"])
         return old

@@ -31,6 +31,8 @@ class ModelEntry:
     test_images: int
     best_val_acc: float | None = None  # what the run's winner is chosen on
     best_epoch: int | None = None
+    temperature: float = 1.0  # inside the exported model (export/exporter.py); 1.0: not calibrated (older export)
+    threshold: float = 0.0  # below this top probability the answer is "not sure" (0: always an answer)
 
     def accuracy(self, backend: str | None = None) -> float | None:
         """Test accuracy measured on the exported files for `backend`, else the trained checkpoint's."""
@@ -90,6 +92,11 @@ def _files(folder: str, rels, what: str, refused: list) -> list[str]:
     return out
 
 
+def _number(v, default: float, lo: float, hi: float) -> float:
+    """A number of the manifest within [lo, hi], else `default` (older manifests have none)."""
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi else default
+
+
 def _val_rank(entries: dict, order: list) -> list:
     """Names, best validation accuracy first; ties and unknown accuracies keep the run's order."""
     return sorted(order, key=lambda n: -(entries[n].best_val_acc if entries[n].best_val_acc is not None else -1.0))
@@ -111,6 +118,7 @@ def load(path: str) -> Manifest:
         try:
             paddle_files = e.get("paddle") if isinstance(e.get("paddle"), dict) else {}
             val = e.get("best_val_acc")
+            cal = e.get("calibration") if isinstance(e.get("calibration"), dict) else {}
             servable[name] = ModelEntry(
                 name=name,
                 onnx=inside(folder, e.get("onnx"), f"{name} ONNX model"),
@@ -119,7 +127,8 @@ def load(path: str) -> Manifest:
                 test_acc=dict(e.get("test_acc") or {}),
                 test_images=int(e.get("test_images") or 0),
                 best_val_acc=float(val) if isinstance(val, (int, float)) else None,
-                best_epoch=e.get("best_epoch"))
+                best_epoch=e.get("best_epoch"), temperature=_number(cal.get("temperature"), 1.0, 1e-6, 1e6),
+                threshold=_number(cal.get("threshold"), 0.0, 0.0, 1.0))
         except Refused as err:
             unavailable[name] = str(err).removeprefix("refused ")
             refused.append(f"{err}; model {name} not served")

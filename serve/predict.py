@@ -25,7 +25,7 @@ from util import runtime  # noqa: E402
 from serve import decode  # noqa: E402
 from serve.engines import BACKENDS, Engines  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
-from serve.text import SYNTHETIC, knows  # noqa: E402
+from serve.text import SYNTHETIC, answer, knows, unsure_note  # noqa: E402
 from util.fmt import pct  # noqa: E402
 
 
@@ -95,7 +95,9 @@ def classify(manifest, engines, names: list, paths: list, backend: str, top_k: i
             probs, _ = engines.run(backend, name, x)
             p = {c: float(v) for c, v in zip(manifest.classes, probs[0])}
             top = sorted(p.items(), key=lambda kv: -kv[1])[:top_k]
-            rows.append({"photo": path, "model": name, "class": top[0][0], "model_confidence": top[0][1],
+            said = answer(manifest.classes, probs[0], manifest.models[name].threshold)
+            rows.append({"photo": path, "model": name, "answer": said, "sure": said == top[0][0],
+                         "class": top[0][0], "model_confidence": top[0][1],
                          "top_k": [[c, v] for c, v in top], "probabilities": p})
     return rows, bad
 
@@ -105,7 +107,9 @@ def print_json(manifest, engines, names, rows, bad, backend: str) -> None:
                "device": engines.where(backend), "classes": list(manifest.classes),
                "synthetic": manifest.synthetic, "winner": manifest.run_winner or manifest.winner,
                "models": {n: {"best_val_acc": manifest.models[n].best_val_acc,
-                              "test_acc": manifest.models[n].accuracy(backend)} for n in names},
+                              "test_acc": manifest.models[n].accuracy(backend),
+                              "temperature": manifest.models[n].temperature,
+                              "not_sure_below": manifest.models[n].threshold} for n in names},
                "results": rows, "unreadable": [{"photo": f, "error": why} for f, why in bad]},
               sys.stdout, indent=2)
     print()
@@ -120,10 +124,12 @@ def print_table(manifest, engines, names, rows, backend: str, top_k: int) -> Non
         tag = " (the run's winner)" if n == manifest.run_winner else ""
         print(f"model {n}{tag}: best validation accuracy {pct(e.best_val_acc)}, "
               f"test accuracy {pct(e.accuracy(backend))}; {engines.where(backend)}")
-    table = [("photo", "class", "model confidence", "model") + (("next",) if top_k > 1 else ())]
+        if e.threshold > 0:
+            print(f"  {unsure_note(e.threshold)}")
+    table = [("photo", "answer", "model confidence", "model") + (("next",) if top_k > 1 else ())]
     for r in rows:
         more = ", ".join(f"{c} {pct(v)}" for c, v in r["top_k"][1:])
-        table.append((r["photo"], r["class"], pct(r["model_confidence"]), r["model"]) + ((more,) if top_k > 1 else ()))
+        table.append((r["photo"], r["answer"], pct(r["model_confidence"]), r["model"]) + ((more,) if top_k > 1 else ()))
     widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
     for t in table if rows else []:
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())

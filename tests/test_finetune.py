@@ -16,8 +16,8 @@ def test_head_regime_trains_on_cached_features(effnet_run):
     assert (s["model"], s["finetune"], s["pretrained"]) == ("efficientnet_lite0", "head", True)
     f = cfg["data"]["features"]
     sizes = cfg["data"]["sizes"]
-    assert f["images"] == 2 * sizes["train"] + sizes["val"] + sizes["test"]  # flipped training images too
-    assert os.path.isfile(os.path.join(f["cache"], "train_flipped.npy"))
+    assert f["images"] == 2 * (sizes["train"] + sizes["val"] + sizes["test"])  # and their mirror images (flip, test-time view)
+    assert all(os.path.isfile(os.path.join(f["cache"], f"{sp}_flipped.npy")) for sp in sizes)
     x = np.load(os.path.join(f["cache"], "train.npy"), mmap_mode="r")
     assert x.shape == (sizes["train"], 1280) and x.dtype == np.float32
     res = load_json(os.path.join(effnet_run, "results.json"))["optimizers"]

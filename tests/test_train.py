@@ -126,7 +126,7 @@ def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_p
     acc = {n: r["test_acc"] for n, r in res.items()}
     assert min(acc.values()) >= 0.85 and max(acc.values()) >= 0.92, acc  # majority baseline: 0.539
     assert "Traceback" not in p.stderr
-    assert cfg["data"]["features"]["cache_hit"] is False and cfg["data"]["features"]["images"] == 245 * 2 + 77 + 76
+    assert cfg["data"]["features"]["cache_hit"] is False and cfg["data"]["features"]["images"] == 2 * (245 + 77 + 76)
     other = str(tmp_path / "other")  # another run on the same data and backbone reads the same features
     run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "sgd", "--out", other, "--cache-dir", cache)
     assert load_json(os.path.join(other, "config.json"))["data"]["features"]["cache_hit"] is True

@@ -21,6 +21,7 @@ import numpy as np
 from tqdm import tqdm
 
 from models import ImageError, Preprocessing
+from models.inference import TTA
 from models.dataset import SPLITS, Dataset, DatasetError, open_dataset
 from util.io import DamagedFile, atomic_path, read_json, write_json
 
@@ -71,7 +72,7 @@ class Split:
     images: np.ndarray  # uint8 (N, S, S, 3), decoded by the model's preprocessing (memory-mapped)
     labels: np.ndarray  # int64 (N,)
     features: np.ndarray | None = None  # the frozen part's outputs for `images` (fine-tuning regimes), or None
-    flipped: np.ndarray | None = None  # ... and for the horizontally flipped images (augmentation)
+    flipped: np.ndarray | None = None  # ... and for the horizontally flipped images (augmentation, test-time views)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -83,6 +84,8 @@ class Split:
     def inputs(self, idx, spec: Preprocessing, flip: np.ndarray | None = None) -> np.ndarray:
         """float32 network inputs of items `idx` (flip: per item, the horizontally mirrored one)."""
         if self.features is not None:
+            if flip is not None and flip.all():
+                return np.asarray(self.flipped[idx], dtype=np.float32)
             x = self.features[idx] if flip is None else np.where(
                 flip.reshape(-1, *[1] * (self.features.ndim - 1)), self.flipped[idx], self.features[idx])
             return x.astype(np.float32)
@@ -90,6 +93,13 @@ class Split:
         if flip is not None:
             x = np.where(flip[:, None, None, None], x[:, :, ::-1], x)
         return spec.normalize(x)
+
+    def views(self, idx, spec: Preprocessing, tta: str) -> list[np.ndarray]:
+        """The inputs of items `idx` under each test-time view of `tta` (models.inference.TTA), in its order."""
+        out = []
+        for view in TTA[tta]:
+            out.append(self.inputs(idx, spec, None if view == "identity" else np.ones(len(self.labels[idx]), bool)))
+        return out
 
 
 def _decode(args):
@@ -222,3 +232,9 @@ def batches(split: Split, batch_size: int, spec: Preprocessing, rng: np.random.G
             lo, hi = shard(len(idx), rank, world)
             idx, flip = idx[lo:hi], None if flip is None else flip[lo:hi]
         yield split.inputs(idx, spec, flip), split.labels[idx]
+
+
+def eval_batches(split: Split, batch_size: int, spec: Preprocessing, tta: str):
+    """Yield lists of inputs, one per test-time view, of consecutive batches of `split` (evaluation, in order)."""
+    for i in range(0, len(split), batch_size):
+        yield split.views(np.arange(i, min(i + batch_size, len(split))), spec, tta)

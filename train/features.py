@@ -4,8 +4,8 @@ Regimes (`--finetune`): "head" trains a new classifier on the pooled features of
 backbone; "top" also trains its last MBConv block and head conv; "all" trains every layer (no cache).
 For "head" and "top", the frozen part (eval mode: its BatchNorm statistics stay ImageNet's) is exported
 once to ONNX and run with ONNX Runtime on every core — the fastest engine this project has on a CPU —
-over every decoded image, and over the horizontally flipped training images too, so that the flip
-augmentation survives caching. Outputs are stored per split as memory-mapped .npy files (float32 for
+over every decoded image and over its horizontal mirror image, so that the flip augmentation (training) and
+the flip test-time view (validation, test: models.inference.TTA) survive caching. Outputs are stored per split as memory-mapped .npy files (float32 for
 pooled vectors, float16 for feature maps), keyed by everything that determines them: the dataset
 fingerprint, the preprocessing, the cut point, the frozen weights' hash and the augmentation. Every
 optimizer, `--tune` trial, seed and `--parallel` worker reads the same files.
@@ -29,7 +29,7 @@ from models.efficientnet import NUM_BLOCKS, Frozen, frozen_sha
 from util.io import DamagedFile, atomic_path, read_json, temp_dir, write_json
 from train.data import SPLITS, CacheDamaged, Split, forget, load_array
 
-VERSION = 1  # bump when what is cached changes
+VERSION = 2  # bump when what is cached changes (2: flipped val and test images too)
 AUGMENTATION = "hflip"
 BATCH = 32
 
@@ -61,18 +61,18 @@ def attach(splits: dict[str, Split], net, cut: int, spec, fingerprint: str, cach
 
 
 def _open(folder: str, splits: dict[str, Split], meta: dict) -> dict:
-    """split -> (features, flipped features or None), memory-mapped and checked against the images;
+    """split -> (features, flipped features), memory-mapped and checked against the images;
     CacheDamaged when a file is truncated, unreadable or of another length."""
     if not isinstance(meta, dict) or any(k not in meta for k in ("images", "seconds", "images_per_s", "engine")):
         raise CacheDamaged("meta.json lacks what extraction writes")
     out = {}
     for sp, split in splits.items():
-        names = [f"{sp}.npy"] + ([f"{sp}_flipped.npy"] if sp == "train" else [])
+        names = [f"{sp}.npy", f"{sp}_flipped.npy"]
         arrays = [load_array(os.path.join(folder, n), mmap=True) for n in names]
         for n, a in zip(names, arrays):
             if len(a) != len(split) or (len(a) and a.ndim < 2):
                 raise CacheDamaged(f"{n} holds {len(a)} rows for {len(split)} images")
-        out[sp] = (arrays[0], arrays[1] if len(arrays) > 1 else None)
+        out[sp] = (arrays[0], arrays[1])
     return out
 
 
@@ -89,7 +89,7 @@ def _extract(splits: dict[str, Split], net, cut: int, spec, folder: str, device:
     work = temp_dir(folder, "frozen")  # a killed extraction's is removed by the next run (remove_stale_temps)
     try:
         run = frozen_runner(net, cut, spec.size, work, device)
-        jobs = [(sp, False) for sp in SPLITS if sp in splits] + [("train", True)]
+        jobs = [(sp, flipped) for flipped in (False, True) for sp in SPLITS if sp in splits]
         total = sum(len(splits[sp]) for sp, _ in jobs)
         t0 = time.perf_counter()
         with tqdm(total=total, unit="img", desc=f"features ({'pooled' if cut == NUM_BLOCKS else f'block {cut} input'})",

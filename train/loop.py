@@ -25,8 +25,8 @@ import paddle.nn.functional as F
 from tqdm import tqdm
 
 from models.inference import log_probabilities
-from train import optimizers, ranks
-from train.data import Split, batches, shard
+from train import calibration, optimizers, ranks
+from train.data import Split, batches, eval_batches, shard
 from train.report import prediction_record
 from util import runtime
 from util.fmt import pct
@@ -171,18 +171,19 @@ def train_step_dp(net, opt, x, y) -> tuple[float, float, float]:
     return loss_sum, correct, n
 
 
-def evaluate(model, split: Split, spec, batch_size: int = 256) -> tuple[float, float]:
-    """(mean cross-entropy, accuracy) of `model` on a split. Data-parallel, each rank evaluates its
-    contiguous shard (no padding) and the sums are reduced: the numbers equal a single-process evaluation."""
-    return _evaluate(model, split, spec, batch_size)[:2]
+def evaluate(model, split: Split, spec, batch_size: int = 256, tta: str = "none") -> tuple[float, float]:
+    """(mean cross-entropy, accuracy) of `model` on a split, its logits averaged over the test-time views `tta`
+    (models.inference.TTA: what the exported model does). Data-parallel, each rank evaluates its contiguous shard
+    (no padding) and the sums are reduced: the numbers equal a single-process evaluation."""
+    return _evaluate(model, split, spec, batch_size, tta)[:2]
 
 
-def _evaluate(model, split: Split, spec, batch_size: int = 256) -> tuple[float, float, np.ndarray | None]:
+def _evaluate(model, split: Split, spec, batch_size: int = 256, tta: str = "none") -> tuple[float, float, np.ndarray | None]:
     """evaluate's numbers and this rank's log-probabilities (the whole split's in one process)."""
     if len(split) == 0:
         return float("nan"), float("nan"), None
     part = split.subset(slice(*shard(len(split), ranks.RANK, ranks.WORLD)))
-    logp = log_probabilities(model, (x for x, _ in batches(part, batch_size, spec)))
+    logp = log_probabilities(model, eval_batches(part, batch_size, spec, tta))
     loss_sum = -float(logp[np.arange(len(part)), part.labels].sum(dtype=np.float64)) if len(part) else 0.0
     correct = int((logp.argmax(axis=1) == part.labels).sum()) if len(part) else 0
     loss_sum, correct = ranks.all_sum([loss_sum, correct])
@@ -216,7 +217,7 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
             status = reason
             break
         opt.set_lr(cosine_lr(base_lr, epoch, epochs))
-        row = train_epoch(model, net, opt, splits, setup.spec, batch_size, seed, epoch, f"{position}{name} {epoch + 1}/{epochs}")
+        row = train_epoch(model, net, opt, splits, setup, batch_size, seed, epoch, f"{position}{name} {epoch + 1}/{epochs}")
         if row is None:
             status = f"diverged at epoch {epoch + 1}"
             break
@@ -226,10 +227,10 @@ def train_one(name: str, out: str, *, setup, init_state: dict, hyperparams: dict
             tqdm.write(f"{position}{name} epoch {epoch + 1}/{epochs}: val acc {pct(row['val_acc'])}"
                        f"{' (best)' if best['epoch'] == epoch + 1 else ''}, val loss {row['val_loss']:.3f}, "
                        f"train loss {row['train_loss']:.3f}", file=sys.stderr)
-    return finish(name, out, whole, model, splits, setup.spec, status, history, best, hyperparams)
+    return finish(name, out, whole, model, splits, setup, status, history, best, hyperparams)
 
 
-def train_epoch(model, net, opt, splits: dict, spec, batch_size: int, seed: int, epoch: int, label: str) -> dict | None:
+def train_epoch(model, net, opt, splits: dict, setup, batch_size: int, seed: int, epoch: int, label: str) -> dict | None:
     """One epoch over the training split and the validation after it: the epoch's history row, or None when the
     loss diverged. Data order, flips and Paddle's seed derive from (seed, epoch) alone: resume is exact."""
     paddle.seed(seed * 1000 + epoch)
@@ -240,7 +241,7 @@ def train_epoch(model, net, opt, splits: dict, spec, batch_size: int, seed: int,
     bar = tqdm(total=len(train), unit="img", desc=label, leave=False, disable=None if ranks.is_main() else True,
                file=sys.stderr, dynamic_ncols=True)
     try:
-        for x, y in batches(train, batch_size, spec, rng, augment=True, rank=ranks.RANK, world=ranks.WORLD):
+        for x, y in batches(train, batch_size, setup.spec, rng, augment=True, rank=ranks.RANK, world=ranks.WORLD):
             if ranks.WORLD == 1:
                 lv, ok = train_step(model, opt, x, y)
                 loss_sum, correct, n = loss_sum + lv * len(y), correct + ok, len(y)
@@ -254,7 +255,7 @@ def train_epoch(model, net, opt, splits: dict, spec, batch_size: int, seed: int,
     finally:
         bar.close()
     ranks.sync_buffers(model)
-    val_loss, val_acc = evaluate(model, splits["val"], spec)
+    val_loss, val_acc = evaluate(model, splits["val"], setup.spec, tta=setup.tta)
     if not math.isfinite(val_loss):
         return None
     row = {"epoch": epoch + 1, "train_loss": loss_sum / len(train), "train_acc": correct / len(train),
@@ -279,10 +280,11 @@ def save_epoch(out: str, whole, opt, history: list, best: dict) -> dict:
     return best
 
 
-def finish(name: str, out: str, whole, model, splits: dict, spec, status: str, history: list, best: dict,
+def finish(name: str, out: str, whole, model, splits: dict, setup, status: str, history: list, best: dict,
            hyperparams: dict) -> dict:
-    """The result row: the best checkpoint measured on the test split (with its per-image probabilities),
-    curves.png and result.json (written last: the optimizer is done)."""
+    """The result row: the best checkpoint calibrated on the validation split (temperature and "not sure" threshold,
+    train/calibration.py) and measured on the test split (with its per-image calibrated probabilities), curves.png
+    and result.json (written last: the optimizer is done)."""
     result = {"status": status, "best_val_acc": None, "best_epoch": None, "test_acc": None, "test_loss": None,
               "train_seconds": round(sum(h["seconds"] for h in history), 2), "epochs_run": len(history),
               "hyperparams": hyperparams}
@@ -297,10 +299,13 @@ def finish(name: str, out: str, whole, model, splits: dict, spec, status: str, h
         if "test" in splits:
             whole.set_state_dict(best_state)
             test = splits["test"]
-            result["test_loss"], result["test_acc"], logp = _evaluate(model, test, spec)
-            if ranks.is_main():  # per-image probabilities of the best checkpoint: per-class results, mistakes
-                probs = np.exp(logp) if ranks.WORLD == 1 and logp is not None else probabilities(model, test, spec)
-                write_json(os.path.join(out, "test_predictions.json"), prediction_record(test.labels, probs))
+            result["test_loss"], result["test_acc"], logp = _evaluate(model, test, setup.spec, tta=setup.tta)
+            if ranks.is_main():  # calibration on validation; per-image test probabilities: per-class results, mistakes
+                test_logp = logp if ranks.WORLD == 1 and logp is not None else log_probs(model, test, setup)
+                cal = calibration.summary(log_probs(model, splits["val"], setup), splits["val"].labels, test_logp, test.labels)
+                result["calibration"] = cal
+                write_json(os.path.join(out, "test_predictions.json"), prediction_record(
+                    test.labels, np.exp(calibration.scaled(test_logp, cal["temperature"])), cal["temperature"]))
     if ranks.is_main():
         from train.report import plot_curves
 
@@ -309,9 +314,10 @@ def finish(name: str, out: str, whole, model, splits: dict, spec, status: str, h
     return result
 
 
-def probabilities(model, split: Split, spec, batch_size: int = 256) -> np.ndarray:
-    """Softmax probabilities (N x classes) of `model` on every input of `split`, in order (one process)."""
-    return np.exp(log_probabilities(model, (x for x, _ in batches(split, batch_size, spec))))
+def log_probs(model, split: Split, setup, batch_size: int = 256) -> np.ndarray:
+    """Log-probabilities (N x classes, uncalibrated: T = 1) of `model` on every item of `split`, in order, averaged
+    over the setup's test-time views (one process)."""
+    return log_probabilities(model, eval_batches(split, batch_size, setup.spec, setup.tta))
 
 
 def has_probabilities(folder: str) -> bool:
@@ -321,11 +327,11 @@ def has_probabilities(folder: str) -> bool:
 
 def test_predictions(folder: str, setup, splits) -> dict | None:
     """{"labels", "predicted", "probabilities"} of the folder's best checkpoint on the test split
-    (train_one writes it; made here for runs trained before it did, then read)."""
+    (train_one writes it; made here, uncalibrated, for runs trained before it did, then read)."""
     path = os.path.join(folder, "test_predictions.json")
     if has_probabilities(folder) or not os.path.exists(os.path.join(folder, "best.pdparams")) or splits is None:
         return read_json(path)
     _, model = setup.build(paddle.load(os.path.join(folder, "best.pdparams")))
-    out = prediction_record(splits["test"].labels, probabilities(model, splits["test"], setup.spec))
+    out = prediction_record(splits["test"].labels, np.exp(log_probs(model, splits["test"], setup)))
     write_json(path, out)
     return out

@@ -52,15 +52,16 @@ def _fmt(v, pct_=True):
 
 # ---- per checkpoint, from its test predictions -----------------------------------------------------------
 
-def prediction_record(labels, probabilities) -> dict:
-    """<optimizer>/test_predictions.json: the test labels, the predicted class and the softmax
-    probabilities (N x classes, 6 decimals) of the best checkpoint, in the test split's order."""
+def prediction_record(labels, probabilities, temperature: float | None = None) -> dict:
+    """<optimizer>/test_predictions.json: the test labels, the predicted class and the softmax probabilities
+    (N x classes, 6 decimals) of the best checkpoint, in the test split's order; calibrated with `temperature`
+    when it is given (train/calibration.py: what the exported model answers)."""
     probs = np.asarray(probabilities, dtype=np.float64)
     labels = np.asarray(labels, dtype=np.int64)
     if probs.ndim != 2 or len(probs) != len(labels):
         raise ValueError(f"probabilities {probs.shape} do not match {len(labels)} labels")
     return {"labels": labels.tolist(), "predicted": probs.argmax(axis=1).tolist(),
-            "probabilities": np.round(probs, 6).tolist()}
+            "probabilities": np.round(probs, 6).tolist(), **({"temperature": temperature} if temperature else {})}
 
 
 def class_report(labels, probabilities, classes) -> dict:
@@ -74,8 +75,10 @@ def class_report(labels, probabilities, classes) -> dict:
     per_class = {}
     for i, c in enumerate(classes):
         support, said = int(m[i].sum()), int(m[:, i].sum())
-        per_class[c] = {"recall": m[i, i] / support if support else None,
-                        "precision": m[i, i] / said if said else None, "support": support}
+        ci = stats.wilson(int(m[i, i]), support)
+        per_class[c] = {"recall": m[i, i] / support if support else None, "correct": int(m[i, i]),
+                        "recall_ci95": list(ci) if ci else None, "precision": m[i, i] / said if said else None,
+                        "support": support}
         per_class[c] = {k: (float(v) if isinstance(v, np.floating) else v) for k, v in per_class[c].items()}
     ci = stats.wilson(correct, n)
     return {"n": n, "correct": correct, "test_acc": correct / n if n else None, "test_acc_ci95": list(ci) if ci else None,
@@ -169,7 +172,8 @@ def summarize(results: dict, predictions: dict, classes) -> dict:
 
 # ---- tables -------------------------------------------------------------------------------------------
 
-HEADER = ["#", "optimizer", "best val acc @ epoch", "test acc", "95% CI", "vs winner", "test loss", "minutes", "status"]
+HEADER = ["#", "optimizer", "best val acc @ epoch", "test acc", "95% CI", "vs winner", "test loss",
+          "test ECE (uncalibrated)", "confident mistakes", "minutes", "status"]
 
 
 def _vs_winner(name: str, r: dict, best: str | None) -> str:
@@ -186,12 +190,15 @@ def leaderboard_rows(results: dict, summary: dict | None = None) -> list[list[st
     rows = []
     for i, (name, r) in enumerate(ranked(results), 1):
         val = f"{_fmt(r.get('best_val_acc'))} @ {r['best_epoch']}" if r.get("best_epoch") else "-"
+        cal = (r.get("calibration") or {}).get("test") or {}
+        ece = f"{_fmt(cal.get('ece_after'))} ({_fmt(cal.get('ece_before'))})" if cal else "-"
         rows.append([str(i), name, val, _fmt(r.get("test_acc")), ci_text(r.get("test_acc_ci95")), _vs_winner(name, r, best),
-                     _fmt(r.get("test_loss"), pct_=False), f"{r.get('train_seconds', 0) / 60:.1f}", r["status"]])
+                     _loss(r.get("test_loss")), ece, _fmt(cal.get("confident_mistakes_after")),
+                     f"{r.get('train_seconds', 0) / 60:.1f}", r["status"]])
     base = (summary or {}).get("baseline")
     if base:
         rows.append(["-", f"majority class ({base['class']})", "-", pct(base["test_acc"]), ci_text(base["test_acc_ci95"]),
-                     "-", "-", "-", "baseline"])
+                     "-", "-", "-", "-", "-", "baseline"])
     return rows
 
 
@@ -199,6 +206,44 @@ def _table(results: dict, summary: dict | None) -> tuple[list[str], list[list[st
     if _seeded(results):
         return SEEDED_HEADER, seeded_rows(results, summary)
     return HEADER, leaderboard_rows(results, summary)
+
+
+def _loss(v) -> str:
+    """A loss with 3 decimals; never "-0.000" (a loss is >= 0: a tiny negative is rounding)."""
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{max(0.0, v):.3f}"
+
+
+def class_order(classes) -> list:
+    """Classes as the reports list them: wasps first (the class the task is named for), then the rest in label order."""
+    return sorted(classes, key=lambda c: c != "wasp")
+
+
+def recall_line(results: dict, summary: dict | None = None) -> str | None:
+    """The winner's test recall per class with its Wilson 95% interval, wasps first; None without a winner."""
+    best = (summary or {}).get("winner", winner(results))
+    per = results.get(best, {}).get("per_class") if best else None
+    if not per:
+        return None
+    parts = [f"{c} {pct(per[c]['recall'])} ({per[c].get('correct', '?')}/{per[c]['support']}, 95% CI "
+             f"{ci_text(per[c].get('recall_ci95'))})" for c in class_order(per)]
+    return f"{best}, test recall per class: " + "; ".join(parts)
+
+
+def confidence_line(results: dict, summary: dict | None = None) -> str | None:
+    """How sure the winner's answers are, in one line: its calibration and its "not sure" rule, measured on test."""
+    best = (summary or {}).get("winner", winner(results))
+    cal = results.get(best, {}).get("calibration") if best else None
+    t = (cal or {}).get("test")
+    if not t:
+        return None
+    given = t["answered"]
+    unsure = (f"\"not sure\" below {pct(cal['threshold'])} (chosen on validation): answers {pct(given['coverage'])} of "
+              f"the test photos, {pct(given['accuracy'])} of those right") if cal["threshold"] > 0 else \
+        "never \"not sure\" (its answers were precise enough on validation at every confidence)"
+    return (f"{best}, confidence: temperature {cal['temperature']:g} fitted on validation; test ECE {pct(t['ece_after'])} "
+            f"(uncalibrated {pct(t['ece_before'])}), NLL {_loss(t['nll_after'])} ({_loss(t['nll_before'])}), wrong with "
+            f"over 90% confidence {pct(t['confident_mistakes_after'])} of test photos "
+            f"({pct(t['confident_mistakes_before'])} uncalibrated); {unsure}")
 
 
 def winner_line(results: dict, summary: dict | None = None) -> str:
@@ -220,18 +265,15 @@ def leaderboard_text(results: dict, summary: dict | None = None) -> str:
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
     lines.append(winner_line(results, summary))
-    best = (summary or {}).get("winner", winner(results))
-    per = results.get(best, {}).get("per_class") if best else None
-    if per:
-        lines.append(f"{best} per class (test recall / precision): "
-                     + ", ".join(f"{c} {pct(v['recall'])} / {pct(v['precision'])}" for c, v in per.items()))
+    lines += [x for x in (recall_line(results, summary), confidence_line(results, summary)) if x]
     return "\n".join(lines)
 
 
 def leaderboard_markdown(results: dict, title: str, comparison: dict | None = None, summary: dict | None = None) -> str:
     header, body = _table(results, summary)
-    lines = [f"# {title}", "", f"**{winner_line(results, summary)}**", "",
-             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines = [f"# {title}", "", f"**{winner_line(results, summary)}**", ""]
+    lines += [f"- {x}" for x in (recall_line(results, summary), confidence_line(results, summary)) if x]
+    lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
     lines += ["", f"- Ranked by {WINNER_RULE}."]
     if summary and summary.get("n_test") and not _seeded(results):
@@ -241,9 +283,15 @@ def leaderboard_markdown(results: dict, title: str, comparison: dict | None = No
     if summary and summary.get("baseline"):
         b = summary["baseline"]
         lines.append(f"- Majority-class baseline: always answering {b['class']!r}, the test split's most frequent class (the best constant answer).")
+    if any(r.get("calibration") for r in results.values()):
+        lines.append("- Test ECE: expected calibration error over 10 confidence bins of the calibrated probabilities (in "
+                     "brackets: before calibration); confident mistakes: share of test photos answered wrongly with more "
+                     "than 90% confidence. Each model's temperature and \"not sure\" threshold are fitted on validation "
+                     "(calibration.png).")
     if comparison:
         lines += comparison_notes(results, comparison)
     lines += per_class_markdown(results, summary)
+    lines += calibration_markdown(results)
     return "\n".join(lines) + "\n"
 
 
@@ -252,7 +300,7 @@ def per_class_markdown(results: dict, summary: dict | None = None) -> list[str]:
     rows = [(n, r["per_class"]) for n, r in ranked(results) if r.get("per_class")]
     if not rows:
         return []
-    classes = list(rows[0][1])
+    classes = class_order(rows[0][1])
     lines = ["", "## Per class, on the test split (best checkpoint): recall / precision", "",
              "| optimizer | " + " | ".join(f"{c} (n={rows[0][1][c]['support']})" for c in classes) + " |",
              "|" + "---|" * (len(classes) + 1)]
@@ -261,6 +309,26 @@ def per_class_markdown(results: dict, summary: dict | None = None) -> list[str]:
     lines += ["", "Recall: share of the class's test images answered correctly (per-class accuracy); precision: share "
                   "of the answers naming the class that are right (- : never answered). Confusion matrices: results.json, "
                   "confusion.png."]
+    return lines
+
+
+def calibration_markdown(results: dict) -> list[str]:
+    """Per optimizer: temperature and "not sure" threshold (fitted on validation) and what they do on both splits."""
+    rows = [(n, r["calibration"]) for n, r in ranked(results) if (r.get("calibration") or {}).get("test")]
+    if not rows:
+        return []
+    lines = ["", "## Calibration (fitted on validation; test only measures): before → after", "",
+             "| optimizer | temperature | val ECE | test ECE | val NLL | test NLL | test: wrong with > 90% confidence "
+             "| \"not sure\" below | test answered | right when answered |", "|" + "---|" * 10]
+    for n, c in rows:
+        v, t = c["val"], c["test"]
+        lines.append(f"| {n} | {c['temperature']:g} | {pct(v['ece_before'])} → {pct(v['ece_after'])} | "
+                     f"{pct(t['ece_before'])} → {pct(t['ece_after'])} | {_loss(v['nll_before'])} → {_loss(v['nll_after'])} | "
+                     f"{_loss(t['nll_before'])} → {_loss(t['nll_after'])} | {pct(t['confident_mistakes_before'])} → "
+                     f"{pct(t['confident_mistakes_after'])} | {pct(c['threshold'])} | {pct(t['answered']['coverage'])} | "
+                     f"{pct(t['answered']['accuracy'])} |")
+    rules = rows[0][1]["rules"]
+    lines += ["", f"Temperature: {rules['temperature']}. \"Not sure\": {rules['threshold']}. ECE: {rules['ece']}."]
     return lines
 
 
@@ -443,9 +511,56 @@ def plot_mistakes(images, labels, probabilities, classes, path: str, title: str,
     return shown
 
 
+def plot_calibration(results: dict, path: str, summary: dict | None = None) -> None:
+    """calibration.png: the winner's reliability diagram on the test split (before and after its temperature), every
+    optimizer's test ECE before and after (ranked order, one row each: readable with 25+), and the winner's accuracy
+    of the answers given against the share answered, with its "not sure" threshold marked."""
+    best = (summary or {}).get("winner", winner(results))
+    items = [(n, r["calibration"]) for n, r in ranked(results) if "coverage_curve" in ((r.get("calibration") or {}).get("test") or {})]
+    if not items:
+        return
+    cal = dict(items).get(best) or items[0][1]
+    name = best if best in dict(items) else items[0][0]
+    fig = plt.figure(figsize=(15, max(4.6, 0.26 * len(items) + 1.6)))
+    a, b, c = fig.add_subplot(1, 3, 1), fig.add_subplot(1, 3, 2), fig.add_subplot(1, 3, 3)
+    t = cal["test"]
+    for key, colour, label in (("reliability_before", "tab:gray", f"uncalibrated (ECE {pct(t['ece_before'])})"),
+                               ("reliability_after", "tab:blue", f"T = {cal['temperature']:g} (ECE {pct(t['ece_after'])})")):
+        rel = t[key]
+        pts = [(x, y, k) for x, y, k in zip(rel["confidence"], rel["accuracy"], rel["count"]) if x is not None]
+        a.plot([p[0] for p in pts], [p[1] for p in pts], "-o", color=colour, label=label, ms=3)
+        a.scatter([p[0] for p in pts], [p[1] for p in pts], s=[8 + 2 * p[2] for p in pts], color=colour, alpha=0.35)
+    a.plot([0, 1], [0, 1], "k:", lw=1, label="perfect calibration")
+    a.set(title=f"{name}: reliability on the test split\n(marker area: photos in the bin)", xlabel="confidence (top probability)",
+          ylabel="accuracy in the bin", xlim=(0, 1.02), ylim=(0, 1.02))
+    a.legend(fontsize=7, loc="upper left")
+    y = np.arange(len(items))[::-1]
+    h = 0.38
+    b.barh(y + h / 2, [100 * it[1]["test"]["ece_before"] for it in items], h, color="tab:gray", label="uncalibrated")
+    b.barh(y - h / 2, [100 * it[1]["test"]["ece_after"] for it in items], h, color="tab:blue", label="calibrated on validation")
+    b.set_yticks(y, [n + ("  ★" if n == best else "") for n, _ in items], fontsize=7)
+    b.set(title="test ECE per optimizer (10 bins)", xlabel="expected calibration error (%)", ylim=(-0.7, len(items) - 0.3))
+    b.legend(fontsize=7, loc="lower right")
+    b.grid(axis="x", alpha=0.3)
+    curve = t["coverage_curve"]
+    c.plot([100 * v for v in curve["coverage"]], [100 * v for v in curve["accuracy"]], "-", color="tab:blue")
+    given = t["answered"]
+    if given["coverage"] is not None and given["accuracy"] is not None:
+        c.scatter([100 * given["coverage"]], [100 * given["accuracy"]], color="tab:red", zorder=3,
+                  label=f"\"not sure\" below {pct(cal['threshold'])}: answers {pct(given['coverage'])}, {pct(given['accuracy'])} right")
+    c.set(title=f"{name}: answering only when sure (test split)", xlabel="photos answered (%), most confident first",
+          ylabel="accuracy of the answers given (%)", xlim=(0, 101))
+    c.legend(fontsize=7, loc="lower left")
+    for ax in (a, c):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    savefig(fig, path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+
+
 def write_reports(run_dir: str, results: dict, histories: dict, title: str, comparison: dict | None = None,
                   summary: dict | None = None, predictions: dict | None = None, test_images=None) -> dict:
-    """Every report file of a run: leaderboard.md/png, compare.png, confusion.png (all optimizers) and
+    """Every report file of a run: leaderboard.md/png, compare.png, calibration.png, confusion.png (all optimizers) and
     <optimizer>/confusion.png, mistakes.png (the winner's; needs `test_images`, the decoded test split in
     the predictions' order), and with seeds/tuning val_curves.png, lr_sensitivity.png. Returns the summary."""
     if summary is None:
@@ -453,6 +568,7 @@ def write_reports(run_dir: str, results: dict, histories: dict, title: str, comp
     write_text(os.path.join(run_dir, "leaderboard.md"), leaderboard_markdown(results, title, comparison, summary))
     plot_compare(histories, os.path.join(run_dir, "compare.png"), {n: r.get("status", "done") for n, r in results.items()})
     plot_leaderboard(results, os.path.join(run_dir, "leaderboard.png"), summary)
+    plot_calibration(results, os.path.join(run_dir, "calibration.png"), summary)
     classes = summary.get("classes") or []
     order = [n for n, r in ranked(results) if r.get("confusion")]
     best = summary.get("winner")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import models
+from models.inference import check_tta
 from models.efficientnet import NUM_BLOCKS, Top
 
 # regime -> first trainable block of efficientnet_lite0 (None: every layer trains, no feature cache)
@@ -20,8 +21,10 @@ class Setup:
     image_size: int
     regime: str = "all"
     pretrained: bool = False  # the initial weights are pretrained (efficientnet_lite0 always is)
+    tta: str = "none"  # test-time views the model is evaluated, calibrated and exported with (models.inference.TTA)
 
     def __post_init__(self):
+        check_tta(self.tta)
         if self.regime not in REGIMES:
             raise ValueError(f"unknown fine-tuning regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
         if self.regime != "all" and self.model != "efficientnet_lite0":
@@ -32,7 +35,7 @@ class Setup:
     def of_run(cls, run) -> "Setup":
         """The setup a run directory (models.rundir.RunDir) records."""
         s = run.settings
-        return cls(s["model"], len(run.classes), run.image_size, s["finetune"], bool(s["pretrained"]))
+        return cls(s["model"], len(run.classes), run.image_size, s["finetune"], bool(s["pretrained"]), s["tta"])
 
     @property
     def spec(self) -> models.Preprocessing:

@@ -21,7 +21,7 @@ import numpy as np
 
 from models import rundir
 from models.dataset import Dataset, DatasetError
-from train import features, ranks, report
+from train import calibration, features, ranks, report
 from train.data import load_splits, resolve
 from train.loop import FAILURES, failure, finished, history, initial_weights, test_predictions, train_one
 from train.optimizers import hyperparams as registry_hyperparams
@@ -63,7 +63,7 @@ class Sweep:
     def settings(self) -> dict:
         a = self.args
         return {"model": a.model, "finetune": a.finetune, "pretrained": a.pretrained, "epochs": a.epochs,
-                "batch_size": a.batch_size, "seed": a.seed}
+                "batch_size": a.batch_size, "seed": a.seed, "tta": a.tta}
 
 
 # ---- plan -------------------------------------------------------------------------------------------------
@@ -73,7 +73,7 @@ def plan(args) -> Sweep:
     started = time.perf_counter()
     device = _devices(args)
     ds, note = _dataset(args)
-    setup = Setup(args.model, len(ds.classes), args.image_size, args.finetune, args.pretrained)
+    setup = Setup(args.model, len(ds.classes), args.image_size, args.finetune, args.pretrained, args.tta)
     regime = f"-{args.finetune}" if args.model == "efficientnet_lite0" else ""
     run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}{regime}-"
                                                  f"{args.image_size}px-{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
@@ -94,6 +94,10 @@ def _devices(args) -> str:
         raise SweepError("--parallel runs whole optimizers side by side; do not combine it with paddle.distributed.launch")
     if args.finetune == "auto":
         args.finetune = "all" if args.model != "efficientnet_lite0" or device.startswith("gpu") else "head"
+    if args.epochs is None:
+        from train.cli import default_epochs
+
+        args.epochs = default_epochs(args.model, args.finetune)
     args.cache_dir = os.path.abspath(args.cache_dir)
     problem = folder_problem(args.cache_dir, "--cache-dir", make=True)
     if problem is None and args.out and ranks.is_main():
@@ -216,6 +220,7 @@ def prepare(sw: Sweep, pending, extra_config=None) -> None:
         sw.settings(), sw.setup.spec, classes=list(sw.ds.classes), optimizers=sw.order, hyperparams=sw.hps,
         device=sw.device, lr_schedule="cosine decay per epoch from each optimizer's learning_rate",
         augmentation="random horizontal flip", distributed=ranks.describe(sw.args.batch_size),
+        calibration={"temperature": calibration.TEMPERATURE_RULE, "threshold": calibration.THRESHOLD_RULE},
         data=sw.old.get("data") if info is None else _data_info(sw, info), versions=versions())
     if extra_config:
         extra_config(sw.config)
