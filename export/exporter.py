@@ -29,7 +29,7 @@ from models import manifest as contract
 from models import rundir
 from models.dataset import DatasetError, open_dataset
 from util import runtime
-from util.io import DamagedFile, remove_stale_temps, sha256
+from util.io import CheckpointError, DamagedFile, load_paddle, remove_stale_temps, sha256
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
@@ -224,16 +224,12 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
 def load_network(run: Run, name: str) -> backends.Softmax:
     """The trained network of optimizer `name` with softmax on top, in eval mode; ModelFailed if the
     checkpoint is unreadable or does not fit the run's network."""
-    import paddle
-
     path = run.checkpoints[name]
     rel = os.path.relpath(path, run.dir)
     try:
-        state = paddle.load(path)
-    except Exception as e:  # noqa: BLE001 - paddle.load raises many types on a damaged file; reported per model
-        runtime.check_stop()
-        raise ModelFailed(f"failed: {rel} is not a readable checkpoint ({type(e).__name__}); "
-                          f"retrain {name} or remove its folder") from None
+        state = load_paddle(path)
+    except CheckpointError as e:
+        raise ModelFailed(f"failed: {str(e).replace(path, rel)}; retrain {name} or remove its folder") from None
     net = models.build_model(run.model, len(run.classes), image_size=run.size)
     want = net.state_dict()
     if not isinstance(state, dict):

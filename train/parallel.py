@@ -100,11 +100,12 @@ def worker_main(argv=None) -> int:
     from train.data import resolve
     from train.loop import FAILURES, failure, train_one
     from train.setup import Setup
+    from util.io import load_paddle
 
     run = rundir.read(args.run)
     device = runtime.pick_device(args.device)
     ds, _ = resolve(run.data["root"])  # --data synthetic too: the parent generated it there
-    setup, init_state = Setup.of_run(run), paddle.load(os.path.join(args.run, "init.pdparams"))
+    setup, init_state = Setup.of_run(run), load_paddle(os.path.join(args.run, "init.pdparams"))
     splits, _ = features.load(ds, setup, init_state, args.cache_dir, device=device)  # the parent made both caches
     s = run.settings
     try:
