@@ -113,6 +113,13 @@ def _dataset(args) -> tuple[Dataset, str]:
         print(f"*** {note} ***", file=sys.stderr)
     for n in ds.notes:
         print(f"note: {n}", file=sys.stderr)
+    overlap = ds.problems.get("in_two_splits")
+    if overlap and not args.allow_split_overlap:
+        raise SweepError(f"{ds.root}: {len(overlap)} file(s) are listed in two splits (e.g. {overlap[0]}), so test or "
+                         f"validation accuracy would be measured on training images; fix the label file, or pass "
+                         f"--allow-split-overlap to train anyway")
+    if ds.problem_line() and ranks.is_main():
+        print(f"warning: {ds.problem_line()}", file=sys.stderr)
     return ds, note
 
 
@@ -231,7 +238,8 @@ def _data_info(sw: Sweep, info: dict) -> dict:
     return {"root": ds.root, "layout": ds.layout, "fingerprint": ds.fingerprint(), "counts": ds.counts(),
             "sizes": {sp: len(s) for sp, s in sw.splits.items()}, "skipped": info["skipped"], "missing": ds.missing,
             "notes": ds.notes + ([sw.note] if sw.note else []), "decode_seconds": info.get("decode_seconds"),
-            "synthetic": sw.args.data == "synthetic", **({"features": info["features"]} if "features" in info else {})}
+            "synthetic": sw.args.data == "synthetic", **({"features": info["features"]} if "features" in info else {}),
+            "label_problems": {k: {"count": len(v), "items": v} for k, v in ds.problems.items() if v}}
 
 
 def _check_splits(sw: Sweep) -> None:

@@ -206,6 +206,12 @@ def read_json(path: str, default=None):
         raise DamagedFile(f"{path} is unreadable ({why})") from None
 
 
+def within(path: str, folder: str) -> bool:
+    """Whether `path` resolves (links followed) to a place inside `folder` (resolved too)."""
+    real = os.path.realpath(folder)
+    return os.path.commonpath([os.path.realpath(path), real]) == real
+
+
 def temp_dir(folder: str, prefix: str = "tmp") -> str:
     """A new hidden working folder `.<prefix>-<pid>-XXXX` in `folder` (prefix: 'tmp' or 'frozen'), which
     `remove_stale_temps` removes once this process is gone."""
