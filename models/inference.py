@@ -30,6 +30,7 @@ import numpy as np  # noqa: E402
 import models  # noqa: E402  (first: quiets Paddle before it is imported)
 import paddle  # noqa: E402
 from util import runtime  # noqa: E402
+from util.io import within  # noqa: E402
 
 CUDA_EP, CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -138,11 +139,82 @@ class PaddleRunner:
         return self._out.copy_to_cpu()
 
 
+class Refused(ValueError):
+    """An ONNX model that reads outside its folder or does not have the shapes it should, or an output that is
+    not probabilities; the message is one line."""
+
+
+def _tensors(graph):
+    """Every TensorProto of an ONNX graph (or function) that may carry data: initializers, sparse ones, node
+    attributes, and those of the subgraphs (If, Loop, Scan bodies)."""
+    yield from getattr(graph, "initializer", ())
+    for s in getattr(graph, "sparse_initializer", ()):
+        yield from (s.values, s.indices)
+    for node in graph.node:
+        for a in node.attribute:
+            yield from ([a.t] if a.HasField("t") else []) + list(a.tensors)
+            yield from ([a.sparse_tensor.values, a.sparse_tensor.indices] if a.HasField("sparse_tensor") else [])
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(g)
+
+
+def _dims(value_info) -> list:
+    return [d.dim_value or None for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_onnx(path: str, input_name: str | None = None, image_size: int | None = None, classes: int | None = None) -> None:
+    """What is checked before ONNX Runtime opens `path`: no tensor keeps its data in a file outside the model's own
+    folder (links followed; ONNX Runtime would read it, /etc/passwd included), and, when given, one float32 input
+    `input_name` of shape (batch, 3, image_size, image_size) and one output of shape (batch, classes). Refused
+    (one line naming the file) otherwise."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except (OSError, DecodeError, ValueError) as e:
+        raise Refused(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+    folder = os.path.dirname(path)
+    for t in (t for g in [model.graph, *model.functions] for t in _tensors(g)):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        where = {e.key: e.value for e in t.external_data}.get("location", "")
+        if not within(os.path.join(folder, where), folder):
+            raise Refused(f"{path} refused: tensor {t.name!r} keeps its data in {where!r}, outside the model's folder; "
+                          f"not opened (export the model again)")
+    if input_name is None:
+        return
+    weights = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    want_in, want_out = [None, 3, image_size, image_size], [None, classes]
+    got_in = [(i.name, i.type.tensor_type.elem_type, _dims(i)) for i in inputs]
+    got_out = [_dims(o) for o in model.graph.output]
+    if got_in != [(input_name, onnx.TensorProto.FLOAT, want_in)] or got_out != [want_out]:
+        raise Refused(f"{path} refused: it takes {got_in} and gives {got_out}, the manifest says one float32 input "
+                      f"{input_name!r} of shape {want_in} and one output of shape {want_out}; not opened")
+
+
+def check_probabilities(probs: np.ndarray, classes: int, what: str) -> np.ndarray:
+    """`probs` if it is a (N, classes) batch of probabilities (finite, in [0, 1], each row summing to 1 within
+    1e-3), else Refused naming `what`: a model's output is never shown unchecked."""
+    p = np.asarray(probs)
+    if p.ndim != 2 or p.shape[1] != classes:
+        raise Refused(f"{what} gave an output of shape {list(p.shape)}, not (batch, {classes}) probabilities; not shown")
+    ok = np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all() and np.allclose(p.sum(axis=1), 1, rtol=0, atol=1e-3)
+    if not ok:
+        sums = p.sum(axis=1)
+        raise Refused(f"{what} gave values that are not probabilities (from {p.min():.3g} to {p.max():.3g}, rows "
+                      f"summing to {sums.min():.3g}-{sums.max():.3g}); not shown")
+    return p
+
+
 class OnnxRunner:
-    """ONNX Runtime session; `provider` is the one ONNX Runtime actually took (CUDA can fall back to CPU)."""
-    def __init__(self, path: str, device: Device, graph_opt: str = "all"):
+    """ONNX Runtime session; `provider` is the one ONNX Runtime actually took (CUDA can fall back to CPU). The file
+    is checked first (`check_onnx`; `expect`: its input name, image size and class count)."""
+    def __init__(self, path: str, device: Device, graph_opt: str = "all", expect: tuple | None = None):
         import onnxruntime as ort
 
+        check_onnx(path, *(expect or ()))
         so = ort.SessionOptions()
         so.log_severity_level = 3  # errors only
         so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
