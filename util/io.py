@@ -51,6 +51,10 @@ def atomic_path(path: str):
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:  # numpy's "N requested and M written" (a full disk) names no file: name it
+        if e.filename is None:
+            e.filename = path
+        raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
