@@ -3,11 +3,13 @@
 A process killed in the middle of a write leaves its hidden temp file (`.<name>.<pid>-XXXX.tmp`) behind;
 `remove_stale_temps` removes those whose writer is gone. `read_json` says which file is damaged.
 `load_paddle` is the one reader of checkpoints (.pdparams/.pdstate/.pdopt): an allow-list unpickler that
-builds tensors and plain data only, so a checkpoint from elsewhere never runs code.
+builds tensors and plain data only, so a checkpoint from elsewhere never runs code. `FolderLock` keeps one
+writer per folder.
 """
 from __future__ import annotations
 
 import collections
+import fcntl
 import hashlib
 import json
 import os
@@ -38,6 +40,13 @@ class CheckpointError(DamagedFile):
         self.why = why
 
 
+def _ordinary_mode(path: str, mode: int) -> None:
+    """chmod `path` to `mode` less the umask, as open() and mkdir() would have made it."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, mode & ~umask)
+
+
 @contextmanager
 def atomic_path(path: str):
     """Yield a temporary path next to `path`; on success it replaces `path` in one step."""
@@ -45,9 +54,7 @@ def atomic_path(path: str):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.{os.getpid()}-", suffix=".tmp", dir=folder)
     os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; the final file gets ordinary permissions
+    _ordinary_mode(tmp, 0o666)  # mkstemp makes 0600; the final file gets ordinary permissions
     try:
         yield tmp
         os.replace(tmp, path)
@@ -210,6 +217,35 @@ def read_json(path: str, default=None):
         raise DamagedFile(f"{path} is unreadable ({why})") from None
 
 
+class Busy(RuntimeError):
+    """Another live process holds a folder's lock; the message names its pid."""
+
+
+class FolderLock:
+    """One writer per folder: an exclusive flock on `<folder>/.lock`, taken at once or refused (Busy, one line
+    naming the holder's pid and `advice`). The kernel drops a flock when its holder ends, however it ends, so a
+    crashed writer never leaves a lock that blocks; the pid in the file is only for the message."""
+
+    NAME = ".lock"
+
+    def __init__(self, folder: str, advice: str):
+        os.makedirs(folder, exist_ok=True)
+        self.fd = os.open(os.path.join(folder, self.NAME), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(self.fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(self.fd)
+            raise Busy(f"{folder} is being written by process {holder}; {advice}") from None
+        os.ftruncate(self.fd, 0)
+        os.pwrite(self.fd, f"{os.getpid()}\n".encode(), 0)
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def within(path: str, folder: str) -> bool:
     """Whether `path` resolves (links followed) to a place inside `folder` (resolved too)."""
     real = os.path.realpath(folder)
@@ -217,10 +253,12 @@ def within(path: str, folder: str) -> bool:
 
 
 def temp_dir(folder: str, prefix: str = "tmp") -> str:
-    """A new hidden working folder `.<prefix>-<pid>-XXXX` in `folder` (prefix: 'tmp' or 'frozen'), which
-    `remove_stale_temps` removes once this process is gone."""
+    """A new hidden working folder `.<prefix>-<pid>-XXXX` in `folder` (prefix: 'tmp' or 'frozen'), unique to this
+    process, which `remove_stale_temps` removes once this process is gone."""
     os.makedirs(folder, exist_ok=True)
-    return tempfile.mkdtemp(prefix=f".{prefix}-{os.getpid()}-", dir=folder)
+    path = tempfile.mkdtemp(prefix=f".{prefix}-{os.getpid()}-", dir=folder)
+    _ordinary_mode(path, 0o777)  # mkdtemp makes 0700; a folder renamed into place gets ordinary permissions
+    return path
 
 
 def _alive(pid: int) -> bool:
