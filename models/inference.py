@@ -14,9 +14,12 @@ manifest and the benchmark share (median of repeated calls on the same inputs).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -287,14 +290,31 @@ class ConversionError(RuntimeError):
     """paddle2onnx or onnx.checker refused a model; the message is one line."""
 
 
+@contextlib.contextmanager
+def own_home(folder: str):
+    """HOME pointed at a new folder inside `folder` (removed after) for Paddle code that writes under ~/.cache/paddle:
+    jit.save's to_static translation writes there (paddle/jit/dy2static/utils.py get_temp_dir; no setting moves it),
+    so with a read-only HOME it failed. Nothing is left in the user's HOME either."""
+    home, before = tempfile.mkdtemp(prefix=".home-", dir=folder), os.environ.get("HOME")
+    os.environ["HOME"] = home
+    try:
+        yield home
+    finally:
+        if before is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = before
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def save_static(layer, folder: str, shape: list, input_name: str = "x") -> None:
     """`paddle.jit.save` the layer (eval mode) as folder/inference.json + inference.pdiparams (PIR), one
-    float32 input of `shape` (None = dynamic). A stop signal waits for it to finish (runtime.stops_held): 0.3 s
-    for smallcnn, 1.2 s for efficientnet_lite0 here."""
+    float32 input of `shape` (None = dynamic), with a HOME of its own (`own_home`). A stop signal waits for it to
+    finish (runtime.stops_held): 0.3 s for smallcnn, 1.2 s for efficientnet_lite0 here."""
     from paddle.static import InputSpec
 
     layer.eval()
-    with runtime.stops_held():
+    with runtime.stops_held(), own_home(folder):
         paddle.jit.save(layer, os.path.join(folder, "inference"), input_spec=[InputSpec(shape, "float32", name=input_name)])
 
 
@@ -309,8 +329,9 @@ def to_onnx(model_dir: str, opset: int) -> int:
            # onnxoptimizer (a paddle2onnx dependency) only drops unused initializers; the default, polygraphy,
            # pip-installs onnx_graphsurgeon at run time, and ONNX Runtime folds constants itself anyway.
            "--optimize_tool", "onnxoptimizer"]
-    env = dict(os.environ, GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    with own_home(model_dir):  # paddle2onnx runs Paddle too
+        env = dict(os.environ, GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if p.returncode != 0 or not os.path.isfile(tmp):
         lines = [ln.strip() for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
         raise ConversionError(f"paddle2onnx exited {p.returncode}: {(lines or ['no output'])[-1][:200]}"
