@@ -59,9 +59,9 @@ def atomic_path(path: str):
         yield tmp
         os.replace(tmp, path)
     except OSError as e:  # numpy's "N requested and M written" (a full disk) names no file: name it
-        if e.filename is None:
-            e.filename = path
-        raise
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror or str(e), path) from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
