@@ -16,7 +16,6 @@ sys.path.insert(0, ROOT)
 
 import models  # noqa: E402,F401  (first: quiets Paddle)
 from util import runtime  # noqa: E402
-import paddle  # noqa: E402
 
 
 def slot_envs(n: int, pref: str) -> list[dict]:
