@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from dataclasses import replace
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -76,6 +77,13 @@ def main(argv=None) -> int:
     print(f"Paddle Inference b1 latency / dygraph = {speed['paddle'][0] / d:.3f}   (target < 1)")
     print(f"b{len(xb)} throughput vs dygraph: paddle x{speed['paddle'][1] / speed['dygraph'][1]:.1f}, "
           f"onnx x{speed['onnx'][1] / speed['dygraph'][1]:.1f}")
+    checks = []
+    for _ in range(10):
+        t = time.perf_counter()
+        backends.check_onnx(files[2], report.manifest["input"]["name"], S, len(report.run.classes))
+        checks.append(time.perf_counter() - t)
+    print(f"\nONNX check before a runtime opens the model (external data, input/output shapes): "
+          f"{1e3 * float(np.median(checks)):.1f} ms per open (median of 10)")
     print("\nexport time per model (checkpoint load + jit.save + paddle2onnx + onnx.checker, from the manifest):")
     for n, e in report.manifest["models"].items():
         print(f"  {n:<12}{_s(e.get('export_seconds'))}  {e['status']}")

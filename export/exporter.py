@@ -12,6 +12,10 @@ For each optimizer of `runs/<run>/` with a `<optimizer>/best.pdparams`:
 
 `export/manifest.json` (models/manifest.py: format, writer, reader; every path relative to its folder) is
 all the demo reads. A model whose checkpoint sha256, opset and device are unchanged is not exported again.
+
+One export writes an export folder at a time (`export/.lock`), in a work folder of its own (`.tmp-<pid>-*`):
+a model's files and manifest entry are replaced only once its new export passed the proof, so a failed
+re-export leaves the previous, working one served.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from models import manifest as contract
 from models import rundir
 from models.dataset import DatasetError, open_dataset
 from util import runtime
-from util.io import DamagedFile, remove_stale_temps, sha256
+from util.io import CheckpointError, DamagedFile, FolderLock, load_paddle, remove_stale_temps, sha256, temp_dir
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RUNS = os.path.join(ROOT, "runs")
@@ -171,9 +175,7 @@ def copy_board(run_dir: str, out: str) -> dict:
 
     there = sorted(os.listdir(dest)) if os.path.isdir(dest) else []
     if not (there == sorted(found) and all(same(f) for f in found)):
-        tmp = os.path.join(out, ".board.tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        os.makedirs(tmp)
+        tmp = temp_dir(out)
         for f in found:
             shutil.copyfile(os.path.join(run_dir, f), os.path.join(tmp, f))
         replace_dir(tmp, dest)
@@ -232,16 +234,12 @@ def calibration_of(run: Run, name: str) -> dict:
 def load_network(run: Run, name: str) -> backends.Deployed:
     """The trained network of optimizer `name` as it is deployed (test-time views, temperature, softmax), in eval
     mode; ModelFailed if the checkpoint is unreadable or does not fit the run's network."""
-    import paddle
-
     path = run.checkpoints[name]
     rel = os.path.relpath(path, run.dir)
     try:
-        state = paddle.load(path)
-    except Exception as e:  # noqa: BLE001 - paddle.load raises many types on a damaged file; reported per model
-        runtime.check_stop()
-        raise ModelFailed(f"failed: {rel} is not a readable checkpoint ({type(e).__name__}); "
-                          f"retrain {name} or remove its folder") from None
+        state = load_paddle(path)
+    except CheckpointError as e:
+        raise ModelFailed(f"failed: {str(e).replace(path, rel)}; retrain {name} or remove its folder") from None
     net = models.build_model(run.model, len(run.classes), image_size=run.size)
     want = net.state_dict()
     if not isinstance(state, dict):
@@ -372,9 +370,7 @@ def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EX
     chosen = []
     for label in range(len(classes)):
         chosen += [(label, p) for p in [p for p, y in zip(split.paths, split.labels) if y == label][:per_class]]
-    tmp, rels = os.path.join(out, ".examples.tmp"), []
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(tmp)
+    tmp, rels = temp_dir(out), []
     for i, (label, src) in enumerate(chosen):
         name = f"{i:02d}_{classes[label]}{os.path.splitext(src)[1].lower()}"
         shutil.copyfile(src, os.path.join(tmp, name))
@@ -411,8 +407,18 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
                device: backends.Device | None = None, data_root: str | None = None, progress: bool = True,
                bench_s: float = 0.25, winner_only: bool = False) -> Report:
     """Export every selected model of a run (or only its winner; skipping unchanged ones unless `force`) and
-    write the manifest (only when its content changes)."""
+    write the manifest (only when its content changes), holding the export folder's lock (Busy, naming the
+    holder's pid, when another export holds it)."""
     run = open_run(run_dir, optimizers, winner_only)
+    lock = FolderLock(os.path.join(run.dir, "export"), "wait for that export to end")
+    try:
+        return _export_run(run, opset, force, device, data_root, progress, bench_s)
+    finally:
+        lock.release()
+
+
+def _export_run(run: Run, opset: int, force: bool, device: backends.Device | None, data_root: str | None,
+                progress: bool, bench_s: float) -> Report:
     device = device or backends.choose_device("auto")
     out = os.path.join(run.dir, "export")
     path = os.path.join(out, contract.FILE)
@@ -422,7 +428,12 @@ def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, fo
     todo = [n for n in run.checkpoints if force or not _unchanged(prev_models.get(n), shas[n], opset, out, calibrations[n])]
     split = load_test_split(run, data_root, progress) if todo else None
     _clean(out)
-    rows, provider, output_name = _export_all(run, todo, prev_models, shas, out, split, device, opset, bench_s, progress)
+    work = temp_dir(out)  # this process's own: each model is made and proven here, then moved into out
+    try:
+        rows, provider, output_name = _export_all(run, todo, prev_models, shas, out, work, split, device, opset,
+                                                  bench_s, progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     entries = _entries(run, rows, prev, prev_models, out)
     if provider and provider != device.onnx:
         run.notes.append(f"ONNX Runtime could not use {device.onnx}; it ran on {provider}")
@@ -469,22 +480,27 @@ def _clean(out: str) -> None:
             shutil.rmtree(os.path.join(out, f), ignore_errors=True)
 
 
-def _export_all(run, todo, prev_models, shas, out, split, device, opset, bench_s, progress) -> tuple[list, str | None, str | None]:
-    """One Row per selected model (exported, unchanged or failed); the ONNX provider and output name used."""
+def _export_all(run, todo, prev_models, shas, out, work, split, device, opset, bench_s,
+                progress) -> tuple[list, str | None, str | None]:
+    """One Row per selected model (exported, unchanged or failed); the ONNX provider and output name used. Each
+    model is exported and proven in `work`; its files replace those in `out` only when the proof passed."""
     rows, output_name, provider, memo = [], None, None, {}
     for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if progress and todo else True):
         if n not in todo:
             rows.append(Row(n, prev_models[n], "unchanged"))
             continue
         try:
-            entry, provider, output_name = export_model(run, n, out, split, device, opset, bench_s, memo)
+            entry, provider, output_name = export_model(run, n, work, split, device, opset, bench_s, memo)
         except ModelFailed as e:
             runtime.check_stop()  # paddle2onnx killed by Ctrl+C is not this model's fault
             entry = {"status": str(e)}
         except Exception as e:  # noqa: BLE001 - an unexpected error in one model must not stop the others; it is its status
             runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
             entry = {"status": f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
-        shutil.rmtree(os.path.join(out, f".{n}.tmp"), ignore_errors=True)
+        if entry["status"] == "ok":
+            replace_dir(os.path.join(work, n), os.path.join(out, n))
+        shutil.rmtree(os.path.join(work, n), ignore_errors=True)
+        shutil.rmtree(os.path.join(work, f".{n}.tmp"), ignore_errors=True)
         res = run.results.get(n, {})
         entry.update(checkpoint_sha256=shas[n], best_val_acc=res.get("best_val_acc"), best_epoch=res.get("best_epoch"))
         rows.append(Row(n, entry, "exported" if entry["status"] == "ok" else "failed"))
@@ -492,9 +508,14 @@ def _export_all(run, todo, prev_models, shas, out, split, device, opset, bench_s
 
 
 def _entries(run: Run, rows: list, prev: dict, prev_models: dict, out: str) -> dict:
-    """The manifest's models in the run's order: this export's, plus those exported earlier but not selected
-    now while their checkpoint and files are unchanged."""
+    """The manifest's models in the run's order: this export's (a failed one keeps its earlier working entry), plus
+    those exported earlier but not selected now while their checkpoint and files are unchanged."""
     entries = {r.name: r.entry for r in rows}
+    for r in rows:
+        earlier = prev_models.get(r.name) or {}
+        if r.action == "failed" and earlier.get("status") == "ok" and _files_exist(out, earlier):
+            entries[r.name] = earlier
+            run.notes.append(f"{r.name}: the new export failed, so the manifest keeps its previous one (still served)")
     for n, e in prev.get("models", {}).items():
         if n in entries:
             continue

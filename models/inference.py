@@ -14,9 +14,12 @@ manifest and the benchmark share (median of repeated calls on the same inputs).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass
 
@@ -30,6 +33,7 @@ import numpy as np  # noqa: E402
 import models  # noqa: E402  (first: quiets Paddle before it is imported)
 import paddle  # noqa: E402
 from util import runtime  # noqa: E402
+from util.io import within  # noqa: E402
 
 CUDA_EP, CPU_EP = "CUDAExecutionProvider", "CPUExecutionProvider"
 
@@ -157,11 +161,82 @@ class PaddleRunner:
         return self._out.copy_to_cpu()
 
 
+class Refused(ValueError):
+    """An ONNX model that reads outside its folder or does not have the shapes it should, or an output that is
+    not probabilities; the message is one line."""
+
+
+def _tensors(graph):
+    """Every TensorProto of an ONNX graph (or function) that may carry data: initializers, sparse ones, node
+    attributes, and those of the subgraphs (If, Loop, Scan bodies)."""
+    yield from getattr(graph, "initializer", ())
+    for s in getattr(graph, "sparse_initializer", ()):
+        yield from (s.values, s.indices)
+    for node in graph.node:
+        for a in node.attribute:
+            yield from ([a.t] if a.HasField("t") else []) + list(a.tensors)
+            yield from ([a.sparse_tensor.values, a.sparse_tensor.indices] if a.HasField("sparse_tensor") else [])
+            for g in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                yield from _tensors(g)
+
+
+def _dims(value_info) -> list:
+    return [d.dim_value or None for d in value_info.type.tensor_type.shape.dim]
+
+
+def check_onnx(path: str, input_name: str | None = None, image_size: int | None = None, classes: int | None = None) -> None:
+    """What is checked before ONNX Runtime opens `path`: no tensor keeps its data in a file outside the model's own
+    folder (links followed; ONNX Runtime would read it, /etc/passwd included), and, when given, one float32 input
+    `input_name` of shape (batch, 3, image_size, image_size) and one output of shape (batch, classes). Refused
+    (one line naming the file) otherwise."""
+    import onnx
+    from google.protobuf.message import DecodeError
+
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except (OSError, DecodeError, ValueError) as e:
+        raise Refused(f"{path} is not a readable ONNX model ({type(e).__name__})") from None
+    folder = os.path.dirname(path)
+    for t in (t for g in [model.graph, *model.functions] for t in _tensors(g)):
+        if t.data_location != onnx.TensorProto.EXTERNAL:
+            continue
+        where = {e.key: e.value for e in t.external_data}.get("location", "")
+        if not within(os.path.join(folder, where), folder):
+            raise Refused(f"{path} refused: tensor {t.name!r} keeps its data in {where!r}, outside the model's folder; "
+                          f"not opened (export the model again)")
+    if input_name is None:
+        return
+    weights = {t.name for t in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in weights]
+    want_in, want_out = [None, 3, image_size, image_size], [None, classes]
+    got_in = [(i.name, i.type.tensor_type.elem_type, _dims(i)) for i in inputs]
+    got_out = [_dims(o) for o in model.graph.output]
+    if got_in != [(input_name, onnx.TensorProto.FLOAT, want_in)] or got_out != [want_out]:
+        raise Refused(f"{path} refused: it takes {got_in} and gives {got_out}, the manifest says one float32 input "
+                      f"{input_name!r} of shape {want_in} and one output of shape {want_out}; not opened")
+
+
+def check_probabilities(probs: np.ndarray, classes: int, what: str) -> np.ndarray:
+    """`probs` if it is a (N, classes) batch of probabilities (finite, in [0, 1], each row summing to 1 within
+    1e-3), else Refused naming `what`: a model's output is never shown unchecked."""
+    p = np.asarray(probs)
+    if p.ndim != 2 or p.shape[1] != classes:
+        raise Refused(f"{what} gave an output of shape {list(p.shape)}, not (batch, {classes}) probabilities; not shown")
+    ok = np.isfinite(p).all() and (p >= 0).all() and (p <= 1).all() and np.allclose(p.sum(axis=1), 1, rtol=0, atol=1e-3)
+    if not ok:
+        sums = p.sum(axis=1)
+        raise Refused(f"{what} gave values that are not probabilities (from {p.min():.3g} to {p.max():.3g}, rows "
+                      f"summing to {sums.min():.3g}-{sums.max():.3g}); not shown")
+    return p
+
+
 class OnnxRunner:
-    """ONNX Runtime session; `provider` is the one ONNX Runtime actually took (CUDA can fall back to CPU)."""
-    def __init__(self, path: str, device: Device, graph_opt: str = "all"):
+    """ONNX Runtime session; `provider` is the one ONNX Runtime actually took (CUDA can fall back to CPU). The file
+    is checked first (`check_onnx`; `expect`: its input name, image size and class count)."""
+    def __init__(self, path: str, device: Device, graph_opt: str = "all", expect: tuple | None = None):
         import onnxruntime as ort
 
+        check_onnx(path, *(expect or ()))
         so = ort.SessionOptions()
         so.log_severity_level = 3  # errors only
         so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -239,14 +314,31 @@ class ConversionError(RuntimeError):
     """paddle2onnx or onnx.checker refused a model; the message is one line."""
 
 
+@contextlib.contextmanager
+def own_home(folder: str):
+    """HOME pointed at a new folder inside `folder` (removed after) for Paddle code that writes under ~/.cache/paddle:
+    jit.save's to_static translation writes there (paddle/jit/dy2static/utils.py get_temp_dir; no setting moves it),
+    so with a read-only HOME it failed. Nothing is left in the user's HOME either."""
+    home, before = tempfile.mkdtemp(prefix=".home-", dir=folder), os.environ.get("HOME")
+    os.environ["HOME"] = home
+    try:
+        yield home
+    finally:
+        if before is None:
+            os.environ.pop("HOME", None)
+        else:
+            os.environ["HOME"] = before
+        shutil.rmtree(home, ignore_errors=True)
+
+
 def save_static(layer, folder: str, shape: list, input_name: str = "x") -> None:
     """`paddle.jit.save` the layer (eval mode) as folder/inference.json + inference.pdiparams (PIR), one
-    float32 input of `shape` (None = dynamic). A stop signal waits for it to finish (runtime.stops_held): 0.3 s
-    for smallcnn, 1.2 s for efficientnet_lite0 here."""
+    float32 input of `shape` (None = dynamic), with a HOME of its own (`own_home`). A stop signal waits for it to
+    finish (runtime.stops_held): 0.3 s for smallcnn, 1.2 s for efficientnet_lite0 here."""
     from paddle.static import InputSpec
 
     layer.eval()
-    with runtime.stops_held():
+    with runtime.stops_held(), own_home(folder):
         paddle.jit.save(layer, os.path.join(folder, "inference"), input_spec=[InputSpec(shape, "float32", name=input_name)])
 
 
@@ -261,8 +353,9 @@ def to_onnx(model_dir: str, opset: int) -> int:
            # onnxoptimizer (a paddle2onnx dependency) only drops unused initializers; the default, polygraphy,
            # pip-installs onnx_graphsurgeon at run time, and ONNX Runtime folds constants itself anyway.
            "--optimize_tool", "onnxoptimizer"]
-    env = dict(os.environ, GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
-    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
+    with own_home(model_dir):  # paddle2onnx runs Paddle too
+        env = dict(os.environ, GLOG_minloglevel="2", PYTHONWARNINGS="ignore")
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=1800)
     if p.returncode != 0 or not os.path.isfile(tmp):
         lines = [ln.strip() for ln in (p.stderr + p.stdout).splitlines() if ln.strip()]
         raise ConversionError(f"paddle2onnx exited {p.returncode}: {(lines or ['no output'])[-1][:200]}"

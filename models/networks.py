@@ -8,6 +8,7 @@ import paddle
 from paddle import nn
 
 from models.preprocess import Preprocessing
+from util.io import load_paddle
 
 MODELS = ("efficientnet_lite0", "smallcnn", "mobilenet_v2", "resnet50")
 DEFAULT_SIZE = {"efficientnet_lite0": 224, "smallcnn": 48, "mobilenet_v2": 224, "resnet50": 224}
@@ -96,6 +97,6 @@ def _load_imagenet_backbone(net) -> None:
 
         imagenet = EfficientNetLite0(1000, net.image_size)
     shapes = {k: list(v.shape) for k, v in imagenet.state_dict().items()}
-    state = paddle.load(pretrained.imagenet_weights(os.path.join(cache_root(), "pretrained"), shapes))
+    state = load_paddle(pretrained.imagenet_weights(os.path.join(cache_root(), "pretrained"), shapes))
     state.update({k: v for k, v in net.state_dict().items() if k.startswith("fc.")})  # the new classifier stays
     net.set_state_dict(state)

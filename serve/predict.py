@@ -23,6 +23,7 @@ sys.path.insert(0, ROOT)
 import models  # noqa: E402  (first: quiets Paddle)
 from util import runtime  # noqa: E402
 from serve import decode  # noqa: E402
+from models.inference import Refused  # noqa: E402
 from serve.engines import BACKENDS, Engines  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
 from serve.text import SYNTHETIC, answer, knows, unsure_note  # noqa: E402
@@ -58,14 +59,27 @@ def photo_files(paths: list) -> tuple[list, list]:
         if os.path.isdir(path):
             found = [os.path.join(d, f) for d, subdirs, names in sorted(os.walk(path)) for f in sorted(names)
                      if os.path.splitext(f)[1].lower() in exts]
-            files += found
+            files += [f for f in found if os.path.isfile(f)]
+            bad += [(f, not_a_file(f)) for f in found if not os.path.isfile(f)]
             if not found:
                 bad.append((path, "folder without image files"))
         elif os.path.isfile(path):
             files.append(path)
         else:
-            bad.append((path, "no such file or folder"))
+            bad.append((path, not_a_file(path)))
     return files, bad
+
+
+def not_a_file(path: str) -> str:
+    """Why `path`, which is neither a regular file nor a folder, is not read (a FIFO would block, /dev/zero never ends)."""
+    if os.path.exists(path):
+        return "not a regular file (a FIFO, device or socket); give an image file"
+    return "dangling link" if os.path.islink(path) else "no such file or folder"
+
+
+def shown(path: str) -> str:
+    """`path` on one line: control characters (a newline in a file name) written as escapes."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in path)
 
 
 def chosen_models(manifest, args) -> list[str]:
@@ -129,7 +143,7 @@ def print_table(manifest, engines, names, rows, backend: str, top_k: int) -> Non
     table = [("photo", "answer", "model confidence", "model") + (("next",) if top_k > 1 else ())]
     for r in rows:
         more = ", ".join(f"{c} {pct(v)}" for c, v in r["top_k"][1:])
-        table.append((r["photo"], r["answer"], pct(r["model_confidence"]), r["model"]) + ((more,) if top_k > 1 else ()))
+        table.append((shown(r["photo"]), r["answer"], pct(r["model_confidence"]), r["model"]) + ((more,) if top_k > 1 else ()))
     widths = [max(len(t[i]) for t in table) for i in range(len(table[0]))]
     for t in table if rows else []:
         print("  ".join(c.ljust(w) for c, w in zip(t, widths)).rstrip())
@@ -145,14 +159,18 @@ def main(argv=None) -> int:
         return 2
     engines = Engines(manifest)
     files, bad = photo_files(args.photos)
-    rows, unreadable = classify(manifest, engines, names, files, args.backend, args.top_k)
+    try:
+        rows, unreadable = classify(manifest, engines, names, files, args.backend, args.top_k)
+    except Refused as e:  # a model file refused before it was opened, or an output that is not probabilities
+        print(f"serve/predict.py: {e}", file=sys.stderr)
+        return 2
     bad += unreadable
     if args.json:
         print_json(manifest, engines, names, rows, bad, args.backend)
     else:
         print_table(manifest, engines, names, rows, args.backend, args.top_k)
     for f, why in bad:
-        print(f"serve/predict.py: {f}: {why.removeprefix(os.path.basename(f) + ': ')}", file=sys.stderr)
+        print(f"serve/predict.py: {shown(f)}: {shown(why.removeprefix(os.path.basename(f) + ': '))}", file=sys.stderr)
     return 1 if bad else 0
 
 

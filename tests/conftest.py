@@ -98,6 +98,41 @@ def kaggle_copy(kaggle_fixture, dst, change) -> str:
     return data
 
 
+class RunsCode:
+    """What a hostile checkpoint holds: unpickling it runs os.system, which touches `marker`."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def onnx_model(path, size=32, classes=4, bias=None, external=None) -> str:
+    """A small valid ONNX model: float32 input x (N, 3, size, size) -> y (N, classes) = 0 * mean(x) + bias, the bias
+    stored in the file, or (external) read by ONNX Runtime from `external`, a path relative to the model's folder."""
+    from onnx import TensorProto, helper
+
+    b = helper.make_tensor("b", TensorProto.FLOAT, [classes], bias if bias is not None else [1.0 / classes] * classes)
+    if external:
+        b.ClearField("float_data")
+        b.data_location = TensorProto.EXTERNAL
+        for k, v in (("location", external), ("offset", "0"), ("length", str(4 * classes))):
+            e = b.external_data.add()
+            e.key, e.value = k, v
+    nodes = [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1, 2, 3], keepdims=1),
+             helper.make_node("Reshape", ["m", "shape"], ["m2"]), helper.make_node("Mul", ["m2", "zero"], ["z"]),
+             helper.make_node("Add", ["z", "b"], ["y"])]
+    graph = helper.make_graph(nodes, "probe", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, size, size])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", classes])],
+                              [b, helper.make_tensor("shape", TensorProto.INT64, [2], [-1, 1]),
+                               helper.make_tensor("zero", TensorProto.FLOAT, [], [0.0])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    with open(path, "wb") as f:
+        f.write(model.SerializeToString())
+    return str(path)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

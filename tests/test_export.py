@@ -5,9 +5,11 @@ from export/to_onnx.py). Tests that change a run work on a copy, so the shared f
 """
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import signal
 import subprocess
@@ -17,9 +19,16 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, assert_interrupted, copy_run, kaggle_copy, load_json, one_line_error, read_manifest, run_cli
+from conftest import ROOT, RunsCode, assert_interrupted, copy_run, kaggle_copy, load_json, one_line_error, read_manifest, run_cli
 
 pytestmark = pytest.mark.slow
+
+
+def hidden(folder) -> list:
+    """The hidden files of an export folder (working folders, temp files) but its lock file, which stays."""
+    from util.io import FolderLock
+
+    return [f for f in os.listdir(folder) if f.startswith(".") and f != FolderLock.NAME]
 
 
 def test_export_files_parity_and_manifest(tiny_run, tiny_export):
@@ -154,7 +163,7 @@ def test_corrupt_checkpoint_among_good_ones(tiny_run, tmp_path):
     assert m["models"]["adam"]["status"] == "ok"
     assert os.path.isfile(os.path.join(run, "export", m["models"]["adam"]["onnx"]))
     assert not os.path.exists(os.path.join(run, "export", "sgd"))
-    assert not [f for f in os.listdir(os.path.join(run, "export")) if f.startswith(".")]  # no temp folders left
+    assert hidden(os.path.join(run, "export")) == []  # no temp folders left
 
 
 def test_bad_input_is_one_line(tiny_run, kaggle_fixture, tmp_path):
@@ -350,9 +359,8 @@ def test_export_stops_cleanly_on_sigterm_and_ctrl_c(tiny_run, tmp_path, sig):
     run = copy_run(tiny_run, tmp_path / "run")
     p = subprocess.Popen([sys.executable, "export/to_onnx.py", "--run", run], cwd=ROOT, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, start_new_session=True)
-    work = os.path.join(run, "export", ".sgd.tmp")
     deadline = time.time() + 120
-    while not os.path.isdir(work) and time.time() < deadline and p.poll() is None:
+    while not glob.glob(os.path.join(run, "export", ".tmp-*", ".sgd.tmp")) and time.time() < deadline and p.poll() is None:
         time.sleep(0.01)
     assert p.poll() is None, "export ended before it could be interrupted"
     time.sleep(0.3)
@@ -361,4 +369,66 @@ def test_export_stops_cleanly_on_sigterm_and_ctrl_c(tiny_run, tmp_path, sig):
     assert_interrupted(p, out, err)
     assert not os.path.exists(os.path.join(run, "export", "manifest.json"))
     p = run_cli("export/to_onnx.py", "--run", run)  # the same command again finishes, leaving no working folders
-    assert not [f for f in os.listdir(os.path.join(run, "export")) if f.startswith(".")]
+    assert hidden(os.path.join(run, "export")) == []
+
+
+# ---- issue 18: nobody else's files run code; one export at a time; a re-export never loses what works --------
+
+def file_hashes(folder) -> dict:
+    return {f: hashlib.sha256(open(os.path.join(folder, f), "rb").read()).hexdigest() for f in sorted(os.listdir(folder))}
+
+
+def test_a_failed_re_export_keeps_the_working_model_and_a_checkpoint_never_runs_code(tiny_run, tiny_export, tmp_path):
+    """Twice sgd's new export fails: in paddle2onnx (an opset it cannot write), then at its checkpoint, which runs
+    os.system when unpickled. Both times sgd's files and manifest entry stay as they were (still served), the row
+    says why, exit 1; the checkpoint's code never runs."""
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=True)
+    export = os.path.join(run, "export")
+    before, files = read_manifest(export), file_hashes(os.path.join(export, "sgd"))
+    p = run_cli("export/to_onnx.py", "--run", run, "--optimizers", "sgd", "--force", "--opset", "99", check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stdout + p.stderr
+    assert "sgd: the new export failed, so the manifest keeps its previous one (still served)" in p.stdout
+    assert read_manifest(export)["models"] == before["models"] and file_hashes(os.path.join(export, "sgd")) == files
+
+    marker = tmp_path / "code-ran"
+    with open(os.path.join(run, "sgd", "best.pdparams"), "wb") as f:
+        pickle.dump({"fc.weight": RunsCode(marker)}, f)
+    p = run_cli("export/to_onnx.py", "--run", run, check=False)
+    assert p.returncode == 1 and not marker.exists()
+    row = next(ln for ln in p.stdout.splitlines() if ln.startswith("sgd "))
+    assert "failed: sgd/best.pdparams is not a readable checkpoint (refused global posix.system" in row
+    assert "nothing in it was run" in row
+    assert read_manifest(export)["models"] == before["models"] and file_hashes(os.path.join(export, "sgd")) == files
+    assert hidden(export) == []
+
+
+def test_export_works_with_a_read_only_home(tiny_run, tiny_export, tmp_path):
+    """Paddle's to_static writes under ~/.cache/paddle; a HOME where it cannot (read-only; as root, whom
+    permissions do not stop, a file where its folder would be) once failed every model and dropped them all from
+    the manifest. Now the export passes and HOME is left as it was."""
+    run = copy_run(tiny_run, tmp_path / "run", keep_export=True)
+    home = tmp_path / "home"
+    (home / ".cache" / "paddle" / "dataset").mkdir(parents=True)
+    (home / ".cache" / "paddle" / "to_static_tmp").write_text("not a folder\n")
+    os.chmod(home, 0o555)
+    try:
+        p = run_cli("export/to_onnx.py", "--run", run, "--optimizers", "sgd", "--force", env={"HOME": str(home)}, check=False)
+        assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+        assert sorted(str(f.relative_to(home)) for f in home.rglob("*")) == \
+            [".cache", ".cache/paddle", ".cache/paddle/dataset", ".cache/paddle/to_static_tmp"]
+    finally:
+        os.chmod(home, 0o755)
+    assert read_manifest(os.path.join(run, "export"))["models"]["sgd"]["status"] == "ok"
+
+
+def test_one_export_at_a_time(tiny_run, tmp_path):
+    """A second export of the same run exits 2 with one line naming the first one's pid."""
+    from util.io import FolderLock
+
+    run = copy_run(tiny_run, tmp_path / "run")
+    lock = FolderLock(os.path.join(run, "export"), "wait")
+    try:
+        one_line_error(run_cli("export/to_onnx.py", "--run", run, check=False), f"is being written by process {os.getpid()}",
+                       "wait for that export to end")
+    finally:
+        lock.release()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import read_manifest, run_cli
+from conftest import onnx_model, read_manifest, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -110,3 +110,44 @@ def test_default_manifest_is_the_newest(tiny_export, photos, tmp_path):
     shutil.copytree(tiny_export, runs / "copied" / "export")
     p = run_cli("serve/predict.py", photos, "--runs", runs, "--json")
     assert json.loads(p.stdout)["manifest"] == str(runs / "copied" / "export" / "manifest.json")
+
+
+# ---- issue 18: what exists but is no photo, odd names, hostile model files -----------------------------------
+
+def test_a_fifo_dev_zero_and_a_newline_in_a_name(tiny_export, photos, tmp_path):
+    """A FIFO and /dev/zero exist (not 'no such file'), and reading them would block or never end; a file name
+    with a newline keeps to one table row and one error line."""
+    fifo = tmp_path / "pipe.jpg"
+    os.mkfifo(fifo)
+    odd = tmp_path / "two\nlines.jpg"
+    shutil.copy(next(f for f in photos.iterdir() if f.suffix == ".jpg"), odd)
+    odd_broken = tmp_path / "bad\nname.jpg"
+    odd_broken.write_bytes(b"not a photo")
+    p = predict(tiny_export, fifo, "/dev/zero", odd, odd_broken, check=False)
+    assert p.returncode == 1 and "Traceback" not in p.stderr
+    errors = p.stderr.strip().splitlines()
+    assert len(errors) == 3
+    assert errors[0] == f"serve/predict.py: {fifo}: not a regular file (a FIFO, device or socket); give an image file"
+    assert errors[1] == "serve/predict.py: /dev/zero: not a regular file (a FIFO, device or socket); give an image file"
+    assert errors[2].startswith(f"serve/predict.py: {tmp_path}/bad\\nname.jpg: ")
+    rows = [ln for ln in p.stdout.splitlines() if "lines.jpg" in ln]
+    assert len(rows) == 1 and rows[0].startswith(f"{tmp_path}/two\\nlines.jpg ")
+
+
+def test_a_model_that_reads_outside_its_folder_or_answers_non_probabilities_is_refused(tiny_export, photos, tmp_path):
+    """An ONNX file whose weights live in ../../etc/passwd: ONNX Runtime read it and predict printed 7.6e+31 as a
+    probability. It is refused before ONNX Runtime opens it; a model whose outputs are not probabilities is
+    refused before they are shown. One line each, exit 2."""
+    export = shutil.copytree(tiny_export, tmp_path / "export")
+    good = next(f for f in photos.iterdir() if f.suffix == ".jpg")
+    size = read_manifest(export)["preprocessing"]["size"]
+    onnx_model(export / "sgd" / "model.onnx", size=size, external="../../../../../../../../../../etc/passwd")
+    p = predict(export, good, "--model", "sgd", "--json", check=False)
+    assert p.returncode == 2 and p.stdout == "" and "Traceback" not in p.stderr
+    assert p.stderr.strip().splitlines() == [f"serve/predict.py: {export}/sgd/model.onnx refused: tensor 'b' keeps its data "
+                                             f"in '../../../../../../../../../../etc/passwd', outside the model's folder; "
+                                             f"not opened (export the model again)"]
+    onnx_model(export / "sgd" / "model.onnx", size=size, bias=[5.0, -1.0, 0.0, 0.0])
+    p = predict(export, good, "--model", "sgd", check=False)
+    assert p.returncode == 2 and "sgd (ONNX Runtime) gave values that are not probabilities" in p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1 and p.stdout == ""

@@ -554,6 +554,52 @@ def test_binds_only_localhost_by_default(app):
     assert listening == ["0100007F"]
 
 
+def test_only_its_own_host_names_are_answered(app):
+    """DNS rebinding: a web page whose name now points at 127.0.0.1 reached the demo (200, its whole config).
+    Any Host but this machine's names (and --host, --allowed-hosts) gets 400, before Gradio sees the request."""
+    import httpx
+
+    for host, status in (("evil.example", 400), (f"evil.example:{app.port}", 400), ("127.0.0.1.evil.example", 400),
+                         (f"localhost:{app.port}", 200), (f"127.0.0.1:{app.port}", 200)):
+        r = httpx.get(app.url + "config", headers={"host": host}, timeout=30)
+        assert r.status_code == status, host
+        assert status == 200 or "components" not in r.text
+
+
+def test_uploads_go_after_a_short_age_and_their_total_is_capped(tiny_export, tmp_path):
+    """Uploads stayed until the demo stopped (10 x 5 MB: +49 MB), nothing bounded them. Now one that could take
+    the temporary folder past --max-temp-size is refused (507, one line) before it is read, and every upload is
+    removed once --upload-max-age old; the page's own copies (examples, plots) stay."""
+    import httpx
+
+    server = App("--manifest", os.path.join(tiny_export, "manifest.json"), "--max-temp-size", "1mb",
+                 "--upload-max-age", "4", log_dir=tmp_path)
+    try:
+        def files():
+            return sorted(os.path.join(d, f) for d, _, fs in os.walk(server.temp) for f in fs)
+
+        own = files()
+        answers = []
+        for i in range(5):
+            r = httpx.post(server.url + "gradio_api/upload", files={"files": (f"{i}.jpg", os.urandom(300_000), "image/jpeg")},
+                           timeout=60)
+            answers.append(r.status_code)
+            if r.status_code != 200:
+                break
+        assert answers[-1] == 507 and set(answers[:-1]) == {200}, answers
+        assert re.fullmatch(r"The demo's upload space is full \(\d+\.\d MB of 1 MB\); try again in a minute", r.text)
+        assert sum(os.path.getsize(f) for f in files()) <= 1 << 20
+        deadline = time.monotonic() + 30  # 4 s of age, then the next tidy (every 0.5 s)
+        while files() != own and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert files() == own
+        r = httpx.post(server.url + "gradio_api/upload", files={"files": ("again.jpg", os.urandom(300_000), "image/jpeg")},
+                       timeout=60)
+        assert r.status_code == 200
+    finally:
+        server.stop()
+
+
 def test_no_manifest_says_which_commands_to_run(tmp_path):
     p = run_cli("serve/app.py", "--runs", tmp_path, check=False)
     assert p.returncode != 0

@@ -8,7 +8,10 @@ cache use a cache folder of their own.
 """
 from __future__ import annotations
 
+import json
 import os
+import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +20,7 @@ import time
 import numpy as np
 import pytest
 
-from conftest import ROOT, SMALL, TINY, assert_interrupted, clean, copy_run, kaggle_copy, load_json, one_line_error, run_cli
+from conftest import ROOT, SMALL, TINY, RunsCode, assert_interrupted, clean, copy_run, kaggle_copy, load_json, one_line_error, run_cli
 
 pytestmark = pytest.mark.slow
 
@@ -251,8 +254,10 @@ def test_a_diverged_optimizer_is_a_result_with_status_0(kaggle_fixture, tmp_path
     assert p.returncode == 0 and "sgd diverged at epoch 1: a result of the comparison" in p.stderr.splitlines()[-1]
 
 
-@pytest.mark.parametrize("damage", ["truncated", "not-a-state"])
+@pytest.mark.parametrize("damage", ["truncated", "not-a-state", "runs-code"])
 def test_a_damaged_last_pdstate_trains_that_optimizer_again_saying_so(tiny_run, kaggle_fixture, tmp_path, damage):
+    """runs-code: a last.pdstate whose unpickling calls os.system (from someone else's run folder) is refused,
+    nothing in it runs."""
     import paddle
 
     run = copy_run(tiny_run, tmp_path / "run")
@@ -260,6 +265,9 @@ def test_a_damaged_last_pdstate_trains_that_optimizer_again_saying_so(tiny_run, 
     if damage == "truncated":
         with open(last, "r+b") as f:
             f.truncate(1000)
+    elif damage == "runs-code":
+        with open(last, "wb") as f:
+            pickle.dump({"model": RunsCode(tmp_path / "code-ran"), "epoch": 3}, f)
     else:
         paddle.save({"epoch": 3}, last)
     os.remove(os.path.join(run, "adam", "result.json"))  # as if killed during its last epoch
@@ -267,6 +275,8 @@ def test_a_damaged_last_pdstate_trains_that_optimizer_again_saying_so(tiny_run, 
     clean(p)
     notes = [ln for ln in p.stderr.splitlines() if "last.pdstate is unreadable" in ln]
     assert len(notes) == 1 and "adam trains again from epoch 1" in notes[0]
+    assert not (tmp_path / "code-ran").exists()
+    assert damage != "runs-code" or "(refused global posix.system" in notes[0]
     ref, got = (load_json(os.path.join(r, "results.json"))["optimizers"]["adam"] for r in (tiny_run, run))
     assert (got["status"], got["best_val_acc"], got["test_acc"], got["epochs_run"]) == \
         (ref["status"], ref["best_val_acc"], ref["test_acc"], 3)  # same initial weights and data order: same result
@@ -465,3 +475,84 @@ def test_ctrl_c_during_decoding_stops_parent_and_workers_cleanly(big_dataset, tm
     assert not [k for k in kids if _running(k)]
 
 
+
+
+# ---- 11. labels.csv from elsewhere, a second writer, a full --cache-dir (issue 18) ------------------------------
+
+def test_label_rows_outside_the_dataset_are_never_read_and_every_doubtful_row_is_counted(kaggle_fixture, tmp_path):
+    """Rows naming a photo outside the dataset (first in the file: export would copy it into the demo's examples)
+    and /etc/passwd, a row with no class, one with two, a file in two splits, a duplicate id. The file in two
+    splits stops training (exit 2) until --allow-split-overlap; then the rest are counted in config.json and named
+    in one warning line, and the outside photo is neither trained on, listed, nor exported."""
+    data = shutil.copytree(kaggle_fixture, str(tmp_path / "data"))
+    os.makedirs(tmp_path / "outside")
+    with open(os.path.join(data, "bee1", "img_0_00030.jpg"), "rb") as f:  # a bee photo, and after it: not yours
+        (tmp_path / "outside" / "secret.jpg").write_bytes(f.read() + b"secret")
+    for name in ("none.jpg", "both.jpg"):
+        shutil.copy(os.path.join(data, "bee1", "img_0_00000.jpg"), os.path.join(data, "bee1", name))
+    with open(os.path.join(data, "labels.csv"), encoding="utf-8") as f:
+        head, *rows = f.read().splitlines()
+    rows = ["9001,..\\outside\\secret.jpg,1,0,0,0,1,0,1", *rows, "9002,/etc/passwd,0,1,0,0,1,0,0",
+            "9003,bee1\\none.jpg,0,0,0,0,1,0,0", "9004,bee1\\both.jpg,1,1,0,0,1,0,0",
+            "9005,bee1\\img_0_00000.jpg,1,0,0,0,1,0,1", "1,bee1\\img_0_00001.jpg,1,0,0,0,1,0,0"]
+    with open(os.path.join(data, "labels.csv"), "w", encoding="utf-8") as f:
+        f.write("\n".join([head, *rows]) + "\n")
+    out = str(tmp_path / "run")
+    train = ["train/run_all.py", "--data", data, "--optimizers", "sgd", "--epochs", "1", *SMALL, "--out", out]
+    one_line_error(run_cli(*train, check=False), "1 file(s) are listed in two splits (e.g. bee1/img_0_00000.jpg)",
+                   "--allow-split-overlap")
+    p = run_cli(*train, "--allow-split-overlap")
+    clean(p)
+    warnings = [ln for ln in p.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and "2 path(s) outside the dataset folder (refused, never read) (../outside/secret.jpg, " \
+        "/etc/passwd); 1 row(s) with no class (bee1/none.jpg); 1 row(s) with two or more classes (bee1/both.jpg); " \
+        "1 file(s) in two splits (bee1/img_0_00000.jpg); 1 duplicate id(s) (1)" in warnings[0], warnings
+    cfg = load_json(os.path.join(out, "config.json"))
+    assert {k: v["count"] for k, v in cfg["data"]["label_problems"].items()} == \
+        {"outside": 2, "no_class": 1, "two_classes": 1, "in_two_splits": 1, "duplicate_ids": 1}
+    assert "secret" not in json.dumps([cfg["data"]["skipped"], cfg["data"]["missing"]])
+    run_cli("export/to_onnx.py", "--run", out)
+    examples = os.path.join(out, "export", "examples")
+    secret = (tmp_path / "outside" / "secret.jpg").read_bytes()
+    assert all(open(os.path.join(examples, f), "rb").read() != secret for f in os.listdir(examples))
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text.replace(",1,0,0,0,1,0,0\n", ",1,0,0,0,1,yes,0\n", 1), "is_validation is 'yes'; a flag is 0 or 1"),
+    (lambda text: text + "99999,bee1\\abeille_\xe9.jpg,1,0,0,0,1,0,0\n", "is not UTF-8 text"),
+], ids=["yes-flag", "latin-1"])
+def test_a_label_file_with_a_bad_flag_or_bytes_is_one_line(kaggle_fixture, tmp_path, damage, message):
+    data = shutil.copytree(kaggle_fixture, str(tmp_path / "data"))
+    with open(os.path.join(data, "labels.csv"), encoding="utf-8") as f:
+        text = damage(f.read())
+    with open(os.path.join(data, "labels.csv"), "w", encoding="latin-1") as f:
+        f.write(text)
+    one_line_error(sweep(data, tmp_path / "run", check=False), "labels.csv", message)
+
+
+def test_a_second_training_on_the_same_out_exits_2_naming_the_first(kaggle_fixture, tmp_path):
+    from util.io import FolderLock
+
+    lock = FolderLock(str(tmp_path / "run"), "wait")  # this test process is the first writer
+    try:
+        one_line_error(sweep(kaggle_fixture, tmp_path / "run", check=False), f"is being written by process {os.getpid()}",
+                       "another --out")
+    finally:
+        lock.release()
+    assert not os.path.exists(tmp_path / "run" / "config.json")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="simulates a full disk with RLIMIT_FSIZE (Linux)")
+def test_a_full_cache_dir_is_named(kaggle_fixture, tmp_path):
+    """numpy says only 'N requested and M written' when the disk fills while the decoded images are cached."""
+    import resource
+
+    def full_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (700_000, 700_000))  # the initial weights fit, 64 px images do not
+
+    cache = str(tmp_path / "cache")
+    p = subprocess.run([sys.executable, "train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd", *SMALL,
+                        "--image-size", "64", "--cache-dir", cache, "--out", str(tmp_path / "run")], cwd=ROOT,
+                       capture_output=True, text=True, timeout=600, preexec_fn=full_disk)
+    one_line_error(p, "requested and", f"{cache}/images/")

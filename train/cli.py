@@ -57,6 +57,8 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=models.cache_root(), help="where decoded images, features and converted weights "
                    "are cached (env WHICH_OPTIMIZER_CACHE sets the default)")
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: one per core, at most 4)")
+    p.add_argument("--allow-split-overlap", action="store_true", help="train even when labels.csv lists a file in two "
+                   "splits (test accuracy is then partly measured on training images)")
     p.add_argument("--parallel", type=int, default=1, help="train this many optimizers at once, each in its own process "
                    "on its own GPU (or a share of the CPU threads); results equal the sequential sweep's")
     g = p.add_argument_group("honest comparison (learning-rate search, seeds, time to accuracy; train/compare.py)")

@@ -26,7 +26,7 @@ import numpy as np
 from train import stats, sweep, tune
 from train.loop import finished, has_probabilities, initial_weights, test_predictions, train_one
 from train.report import best_val_loss, ranked
-from util.io import read_json, write_json
+from util.io import load_paddle, read_json, write_json
 
 
 def run(args) -> int:
@@ -80,13 +80,11 @@ def pending(run: str, name: str, args, centre_lr: float) -> bool:
 
 def train_seeds(sw, name: str, position: str) -> None:
     """Train the seeds after the primary one (cached like everything else); keep every seed's test predictions."""
-    import paddle
-
     a = sw.args
     for s in range(a.seed + 1, a.seed + a.seeds):
         folder = seed_dir(sw.run, name, s, a.seed)
         if not os.path.exists(os.path.join(folder, "result.json")):
-            init = paddle.load(initial_weights(sw.run, s, a.seed, sw.setup, a.pretrained))
+            init = load_paddle(initial_weights(sw.run, s, a.seed, sw.setup, a.pretrained))
             train_one(name, folder, init_state=init, hyperparams=sw.hps[name], splits=sw.splits, epochs=a.epochs, seed=s,
                       position=f"{position}seed {s} ", **_train_kw(sw))
         test_predictions(folder, sw.setup, sw.splits)

@@ -28,9 +28,8 @@ from models.inference import log_probabilities
 from train import calibration, optimizers, ranks
 from train.data import Split, batches, eval_batches, shard
 from train.report import prediction_record
-from util import runtime
 from util.fmt import pct
-from util.io import DamagedFile, read_json, save_paddle, write_json
+from util.io import CheckpointError, DamagedFile, load_paddle, read_json, save_paddle, write_json
 
 # Errors that mark one optimizer "failed: ..." while the sweep goes on.
 FAILURES = (ValueError, RuntimeError, MemoryError, OSError)
@@ -70,9 +69,8 @@ def resume_state(out: str, name: str) -> dict | None:
         if state is None or (isinstance(state, dict) and all(k in state for k in STATE_KEYS)):
             return state
         why = "not a training state"
-    except Exception as e:  # noqa: BLE001 - a damaged pickle makes paddle.load raise nearly anything
-        runtime.check_stop()  # an interrupt inside paddle.load is no damage: keep the file
-        why = f"{type(e).__name__}"
+    except CheckpointError as e:  # damaged, or refused (it held more than tensors and plain data)
+        why = e.why
     if ranks.is_main():
         print(f"note: {name}: {path} is unreadable ({why}); {name} trains again "
               f"from epoch 1 (no earlier state is kept)", file=sys.stderr)
@@ -101,10 +99,9 @@ def history(out: str, name: str) -> list[dict]:
                   f"(delete {out} to train it again)", file=sys.stderr)
         return []
     try:
-        rows = paddle.load(last)["history"]
-    except Exception as e:  # noqa: BLE001 - see resume_state
-        runtime.check_stop()
-        print(f"note: {name}: {why}, and last.pdstate is unreadable too ({type(e).__name__}): {name} is left out "
+        rows = load_paddle(last)["history"]
+    except (CheckpointError, KeyError, TypeError) as e:
+        print(f"note: {name}: {why}, and last.pdstate is unreadable too ({getattr(e, 'why', 'no history')}): {name} is left out "
               f"of compare.png (delete {out} to train it again)", file=sys.stderr)
         return []
     write_json(path, rows)
@@ -290,10 +287,8 @@ def finish(name: str, out: str, whole, model, splits: dict, setup, status: str, 
               "hyperparams": hyperparams}
     try:
         best_state = ranks.load_shared(os.path.join(out, "best.pdparams"))  # collective: every rank calls it
-    except Exception as e:  # noqa: BLE001 - see resume_state; reported as this optimizer's failure
-        runtime.check_stop()
-        raise ValueError(f"{name}/best.pdparams is unreadable ({type(e).__name__}); delete {out} to train {name} "
-                         f"again") from None
+    except CheckpointError as e:  # reported as this optimizer's failure
+        raise ValueError(f"{name}/best.pdparams is unreadable ({e.why}); delete {out} to train {name} again") from None
     if best_state is not None:
         result["best_val_acc"], result["best_epoch"] = best["val_acc"], best["epoch"]
         if "test" in splits:
@@ -331,7 +326,7 @@ def test_predictions(folder: str, setup, splits) -> dict | None:
     path = os.path.join(folder, "test_predictions.json")
     if has_probabilities(folder) or not os.path.exists(os.path.join(folder, "best.pdparams")) or splits is None:
         return read_json(path)
-    _, model = setup.build(paddle.load(os.path.join(folder, "best.pdparams")))
+    _, model = setup.build(load_paddle(os.path.join(folder, "best.pdparams")))
     out = prediction_record(splits["test"].labels, np.exp(log_probs(model, splits["test"], setup)))
     write_json(path, out)
     return out

@@ -16,7 +16,6 @@ sys.path.insert(0, ROOT)
 
 import models  # noqa: E402,F401  (first: quiets Paddle)
 from util import runtime  # noqa: E402
-import paddle  # noqa: E402
 
 
 def slot_envs(n: int, pref: str) -> list[dict]:
@@ -100,11 +99,12 @@ def worker_main(argv=None) -> int:
     from train.data import resolve
     from train.loop import FAILURES, failure, train_one
     from train.setup import Setup
+    from util.io import load_paddle
 
     run = rundir.read(args.run)
     device = runtime.pick_device(args.device)
     ds, _ = resolve(run.data["root"])  # --data synthetic too: the parent generated it there
-    setup, init_state = Setup.of_run(run), paddle.load(os.path.join(args.run, "init.pdparams"))
+    setup, init_state = Setup.of_run(run), load_paddle(os.path.join(args.run, "init.pdparams"))
     splits, _ = features.load(ds, setup, init_state, args.cache_dir, device=device)  # the parent made both caches
     s = run.settings
     try:

@@ -29,6 +29,7 @@ import paddle
 import paddle.distributed as dist
 
 from train.data import shard
+from util.io import load_paddle
 
 RANK, WORLD = 0, 1  # this process's rank and the number of ranks; set by setup()
 LR_RULE = ("none: --batch-size is the global batch whatever the number of ranks (each rank computes "
@@ -96,16 +97,16 @@ def share(obj):
 
 
 def load_shared(path: str):
-    """paddle.load(path) as rank 0 sees it, on every rank (rank 0 broadcasts the file's bytes);
-    None when rank 0 has no such file."""
+    """The checkpoint at `path` (util.io.load_paddle: tensors and plain data only) as rank 0 sees it, on every
+    rank (rank 0 broadcasts the file's bytes); None when rank 0 has no such file."""
     if WORLD == 1:
-        return paddle.load(path) if os.path.exists(path) else None
+        return load_paddle(path) if os.path.exists(path) else None
     raw = None
     if RANK == 0 and os.path.exists(path):
         with open(path, "rb") as f:
             raw = f.read()
     raw = share(raw)
-    return None if raw is None else paddle.load(io.BytesIO(raw))
+    return None if raw is None else load_paddle(path, raw)
 
 
 def sync_buffers(model) -> None:
@@ -121,7 +122,7 @@ def sync_buffers(model) -> None:
 
 def weights_sha256(state: dict) -> str:
     """sha256 of a state dict (names, dtypes, shapes and bytes, in name order): equal hash, equal weights.
-    Works on model.state_dict() and on what paddle.load returns for best.pdparams / last.pdstate['model']."""
+    Works on model.state_dict() and on what load_shared returns for best.pdparams / last.pdstate['model']."""
     h = hashlib.sha256()
     for k in sorted(state):
         a = np.ascontiguousarray(state[k].numpy() if hasattr(state[k], "numpy") else state[k])

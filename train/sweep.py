@@ -28,7 +28,7 @@ from train.optimizers import hyperparams as registry_hyperparams
 from train.setup import Setup
 from util import runtime
 from util.fmt import pct
-from util.io import DamagedFile, read_json, remove_stale_temps, write_json
+from util.io import Busy, DamagedFile, FolderLock, read_json, remove_stale_temps, write_json
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CACHE_PARTS = ("images", "features", "pretrained", "synthetic")
@@ -55,6 +55,7 @@ class Sweep:
     init_state: dict | None = None
     splits: dict | None = None
     config: dict = field(default_factory=dict)
+    lock: FolderLock | None = None  # held while this process writes the run folder (rank 0)
 
     @property
     def config_path(self) -> str:
@@ -77,7 +78,8 @@ def plan(args) -> Sweep:
     regime = f"-{args.finetune}" if args.model == "efficientnet_lite0" else ""
     run = args.out or os.path.join(ROOT, "runs", f"{os.path.basename(ds.root.rstrip('/'))}-{args.model}{regime}-"
                                                  f"{args.image_size}px-{args.epochs}ep-seed{args.seed}{'-tuned' if args.tune else ''}")
-    sw = Sweep(args, device, ds, note, setup, run, _open_run(args, run, args.cache_dir), {}, [], started)
+    old, lock = _open_run(args, run, args.cache_dir)
+    sw = Sweep(args, device, ds, note, setup, run, old, {}, [], started, lock=lock)
     _check_identity(sw)
     _check_tune_mode(sw)
     sw.hps = _hyperparams(sw)
@@ -117,16 +119,28 @@ def _dataset(args) -> tuple[Dataset, str]:
         print(f"*** {note} ***", file=sys.stderr)
     for n in ds.notes:
         print(f"note: {n}", file=sys.stderr)
+    overlap = ds.problems.get("in_two_splits")
+    if overlap and not args.allow_split_overlap:
+        raise SweepError(f"{ds.root}: {len(overlap)} file(s) are listed in two splits (e.g. {overlap[0]}), so test or "
+                         f"validation accuracy would be measured on training images; fix the label file, or pass "
+                         f"--allow-split-overlap to train anyway")
+    if ds.problem_line() and ranks.is_main():
+        print(f"warning: {ds.problem_line()}", file=sys.stderr)
     return ds, note
 
 
-def _open_run(args, run: str, cache_dir: str) -> dict:
-    """The run's earlier config.json ({} when new); stale temporary files of killed writes removed."""
+def _open_run(args, run: str, cache_dir: str) -> tuple[dict, FolderLock | None]:
+    """(the run's earlier config.json, {} when new; the run folder's lock: this process is now its one writer, else
+    SweepError naming the pid of the one that is); stale temporary files of killed writes removed."""
     if not ranks.is_main():
-        return {}
+        return {}, None
     problem = folder_problem(run, "--out" if args.out else "the run folder", make=True)
     if problem:
         raise SweepError(problem)
+    try:
+        lock = FolderLock(run, "wait for that training to end, or give another --out")
+    except Busy as e:
+        raise SweepError(str(e)) from None
     path = os.path.join(run, rundir.CONFIG)
     try:
         old = read_json(path, {})
@@ -139,7 +153,7 @@ def _open_run(args, run: str, cache_dir: str) -> dict:
     stale = remove_stale_temps(run) + sum(remove_stale_temps(os.path.join(cache_dir, sub)) for sub in CACHE_PARTS)
     if stale:
         print(f"note: removed {stale} temporary file(s) left by an interrupted run", file=sys.stderr)
-    return old
+    return old, lock
 
 
 def _check_identity(sw: Sweep) -> None:
@@ -236,7 +250,8 @@ def _data_info(sw: Sweep, info: dict) -> dict:
     return {"root": ds.root, "layout": ds.layout, "fingerprint": ds.fingerprint(), "counts": ds.counts(),
             "sizes": {sp: len(s) for sp, s in sw.splits.items()}, "skipped": info["skipped"], "missing": ds.missing,
             "notes": ds.notes + ([sw.note] if sw.note else []), "decode_seconds": info.get("decode_seconds"),
-            "synthetic": sw.args.data == "synthetic", **({"features": info["features"]} if "features" in info else {})}
+            "synthetic": sw.args.data == "synthetic", **({"features": info["features"]} if "features" in info else {}),
+            "label_problems": {k: {"count": len(v), "items": v} for k, v in ds.problems.items() if v}}
 
 
 def _check_splits(sw: Sweep) -> None:

@@ -59,7 +59,7 @@ def make_dataset(root: str, n_per_class: int = 60, seed: int = 0, extras: bool =
     rng = np.random.default_rng(seed)
     rows: list[tuple[str, int, str]] = []
     if labels_from:
-        rows = kaggle_rows(labels_from)
+        rows, _ = kaggle_rows(labels_from)
     else:
         for label in range(len(CLASSES)):
             rows += [(f"{FOLDERS[label]}/img_{label}_{i:05d}.jpg", label, _split(i, n_per_class)) for i in range(n_per_class)]
