@@ -10,7 +10,6 @@ Generates 11,421 JPEGs of 300x250 px in the Kaggle layout from the real labels.c
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.kaggle_like import kaggle_like  # noqa: E402
+from models import rundir  # noqa: E402
 
 
 def main():
@@ -44,16 +44,17 @@ def main():
         t = time.perf_counter()
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
         again = time.perf_counter() - t
-        res = json.load(open(os.path.join(work, "run", "results.json")))["optimizers"]
-        cfg = json.load(open(os.path.join(work, "run", "config.json")))
+        run = rundir.read(os.path.join(work, "run"))  # the run-folder contract, as export reads it
+        res = run.results()["optimizers"]
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    s, data = run.settings, run.data
     train_s = sum(r.get("train_seconds", 0) for r in res.values())
-    print(f"\nprofile: {cfg['model']} ({cfg.get('finetune', 'all')}) {cfg['image_size']}px, {cfg['epochs']} epochs, batch {cfg['batch_size']}, "
-          f"{len(res)} optimizers, {sum(cfg['data']['sizes'].values())} images ({cfg['data']['sizes']})")
-    feats = cfg["data"].get("features") or {}
+    print(f"\nprofile: {s['model']} ({s['finetune']}) {run.image_size}px, {s['epochs']} epochs, batch {s['batch_size']}, "
+          f"test-time views {s['tta']}, {len(res)} optimizers, {sum(data['sizes'].values())} images ({data['sizes']})")
+    feats = data.get("features") or {}
     print(f"first run (decode + features + train + eval): {first / 60:.1f} min   (target <= 30 min)")
-    print(f"  decoding {cfg['data'].get('decode_seconds') or 0:.0f} s; feature extraction "
+    print(f"  decoding {data.get('decode_seconds') or 0:.0f} s; feature extraction "
           f"{feats.get('seconds', 0):.0f} s ({feats.get('images', 0)} images, {feats.get('images_per_s', 0)} img/s, "
           f"{feats.get('engine', 'none')}); training epochs {train_s / 60:.1f} min, per optimizer {train_s / len(res):.1f} s")
     print(f"same command again: {again:.1f} s   (target < 10 s)")

@@ -56,8 +56,9 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
     assert m["winner_chosen_by"].startswith("results.json (training: best validation accuracy)")
     assert m["dataset"] == {"name": os.path.basename(config["data"]["root"].rstrip("/")), "synthetic": False}
     assert m["leaderboard"]["markdown"] == "board/leaderboard.md" and m["leaderboard"]["mistakes"] == "board/mistakes.png"
-    assert set(m["leaderboard"]["plots"]) == {"board/compare.png", "board/leaderboard.png", "board/confusion.png"}
-    for name in ("leaderboard.md", "compare.png", "leaderboard.png", "confusion.png", "mistakes.png"):
+    assert set(m["leaderboard"]["plots"]) == {"board/compare.png", "board/leaderboard.png", "board/calibration.png",
+                                              "board/confusion.png"}
+    for name in ("leaderboard.md", "compare.png", "leaderboard.png", "calibration.png", "confusion.png", "mistakes.png"):
         with open(os.path.join(tiny_run, name), "rb") as a, open(os.path.join(tiny_export, "board", name), "rb") as b:
             assert a.read() == b.read()
 
@@ -257,10 +258,10 @@ def test_winner_only_synthetic_run_with_mistakes(tiny_run, tmp_path):
     assert m["winner"] == "adam" and m["winner_chosen_by"].startswith("results.json")
     assert m["dataset"]["synthetic"] is True
     assert m["leaderboard"] == {"markdown": "board/leaderboard.md",
-                                "plots": ["board/compare.png", "board/leaderboard.png", "board/confusion.png"],
+                                "plots": ["board/compare.png", "board/leaderboard.png", "board/calibration.png", "board/confusion.png"],
                                 "mistakes": "board/mistakes.png"}
     assert sorted(os.listdir(os.path.join(export, "board"))) == sorted(
-        ["leaderboard.md", "compare.png", "leaderboard.png", "confusion.png", "mistakes.png"])
+        ["leaderboard.md", "compare.png", "leaderboard.png", "calibration.png", "confusion.png", "mistakes.png"])
     row = next(ln for ln in p.stdout.splitlines() if ln.startswith("adam"))
     assert row.split()[1:4] == ["100.0%", "100.0%", "100.0%"], row
     assert "winner: adam (chosen by results.json" in p.stdout and "SYNTHETIC" in p.stdout

@@ -67,7 +67,7 @@ def test_table_all_models_best_on_validation_first(tiny_export, photos):
     vals = [m["models"][n]["best_val_acc"] for n in order]
     assert sorted(order) == sorted(m["models"]) and vals == sorted(vals, reverse=True)
     header = next(i for i, ln in enumerate(lines) if ln.startswith("photo"))
-    assert lines[header].split() == ["photo", "class", "model", "confidence", "model", "next"]
+    assert lines[header].split() == ["photo", "answer", "model", "confidence", "model", "next"]
     rows = lines[header + 1:]
     assert [r.split()[3] for r in rows] == order
     for r in rows:

@@ -103,7 +103,7 @@ def test_center_crop_keeps_the_middle_of_the_short_side():
 
 def test_efficientnet_scaling_is_tf_style():
     spec = preprocessing("efficientnet_lite0")
-    assert (spec.size, spec.resize, spec.crop, spec.interpolation) == (224, "center_crop", 0.875, "bicubic")
+    assert (spec.size, spec.resize, spec.crop, spec.interpolation) == (320, "center_crop", 0.875, "bicubic")
     x = spec.normalize(np.array([[[[0, 127, 255]]]], np.uint8))
     assert np.allclose(x.ravel(), [(0 - 127.5) / 128, (127 - 127.5) / 128, (255 - 127.5) / 128], atol=1e-6)
 

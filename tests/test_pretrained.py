@@ -138,11 +138,11 @@ def test_imagenet_answers_on_real_bee_and_ant_photos():
     there because the top-1 rates here do not catch them all."""
     import paddle
 
-    net = models.build_model("efficientnet_lite0", 1000, pretrained=False)
+    net = models.build_model("efficientnet_lite0", 1000, pretrained=False, image_size=224)  # the size it was trained at
     shapes = {k: list(v.shape) for k, v in net.state_dict().items()}
     net.set_state_dict(paddle.load(P.imagenet_weights(os.path.join(models.cache_root(), "pretrained"), shapes)))
     net.eval()
-    spec = models.preprocessing("efficientnet_lite0")
+    spec = models.preprocessing("efficientnet_lite0", 224)
     hits = {}
     for cls, idx in (("bees", 309), ("ants", 310)):
         folder = os.path.join(HYMENOPTERA, "val", cls)

@@ -106,7 +106,10 @@ def test_confusion_and_per_class_results_match_the_split():
     m = np.array(rep["confusion"]["matrix"])
     assert m.tolist() == [[2, 1, 1], [0, 2, 0], [1, 0, 3]]  # rows true, columns predicted
     assert m.sum(axis=1).tolist() == np.bincount(labels).tolist() and m.sum() == len(labels)
-    assert rep["per_class"]["bee"] == {"recall": 0.5, "precision": pytest.approx(2 / 3), "support": 4}
+    bee = rep["per_class"]["bee"]
+    assert {k: bee[k] for k in ("recall", "precision", "support", "correct")} == \
+        {"recall": 0.5, "precision": pytest.approx(2 / 3), "support": 4, "correct": 2}
+    assert bee["recall_ci95"] == pytest.approx(list(stats.wilson(2, 4)))  # 2 of 4 bees: a wide interval
     assert rep["per_class"]["wasp"]["precision"] == pytest.approx(2 / 3) and rep["per_class"]["wasp"]["recall"] == 1.0
     assert rep["test_acc"] == 0.7 and rep["correct"] == 7
     never = report.class_report(labels, probs_for(labels, np.zeros(10, int)), CLASSES)

@@ -120,7 +120,7 @@ def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_p
     assert cfg["settings"]["finetune"] == "head"
     assert cfg["data"]["skipped"] == []  # every real photo (and the GIF) decodes
     assert cfg["data"]["sizes"] == {"train": 245, "val": 77, "test": 76}  # test: every other val image
-    assert cfg["preprocessing"]["resize"] == "center_crop" and cfg["preprocessing"]["size"] == 224
+    assert cfg["preprocessing"]["resize"] == "center_crop" and cfg["preprocessing"]["size"] == 320
     res = load_json(os.path.join(out, "results.json"))["optimizers"]
     assert len(res) == 14 and all(r["status"] == "done" for r in res.values()), {n: r["status"] for n, r in res.items()}
     acc = {n: r["test_acc"] for n, r in res.items()}
