@@ -1,5 +1,5 @@
-"""The registry: names, documented defaults (and the docs' summary of them), the interface every optimizer
-returns, clear errors, and the visualization entry point."""
+"""The registry: one record per name, documented defaults (and the docs' summary of them), the interface
+every optimizer returns, clear errors, and the visualization entry point."""
 from __future__ import annotations
 
 import inspect
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 import train.optimizers as registry
-from train.optimizers import DECOUPLED, DEFAULTS, NAMES, create, hyperparams
+from train.optimizers import DECOUPLED, DEFAULTS, FAMILIES, NAMES, PROFILES, REGISTRY, _check, create, hyperparams
 
 from conftest import ROOT, run_cli
 
@@ -31,18 +31,47 @@ def test_names_in_sweep_order_and_every_default_has_a_learning_rate():
 
 def test_every_default_value_names_its_source():
     src = inspect.getsource(registry)
-    block = src[src.index("DEFAULTS: dict"):src.index("\n}\n", src.index("DEFAULTS: dict"))]
+    block = src[src.index("REGISTRY: dict"):src.index("]}\n", src.index("REGISTRY: dict"))]
     values = [ln for ln in block.splitlines() if re.match(r'\s+"\w+": [^{]', ln)]
-    assert len(values) == sum(len(DEFAULTS[n]) for n in NAMES if n != "lookahead") + 3
+    assert len(values) == sum(len(info.defaults) for info in REGISTRY.values())
     missing = [ln.strip() for ln in values if "#" not in ln or len(ln.split("#", 1)[1].strip()) < 8]
     assert not missing, f"defaults without a source comment: {missing}"
+
+
+def test_one_record_per_name_and_each_record_agrees_with_its_class():
+    """A record's defaults are exactly what its class takes: ours take them as required keyword arguments,
+    the built-ins through _check.BY_NAME (one checker per hyperparameter name) and paddle_names."""
+    assert tuple(REGISTRY) == NAMES and all(info.name == n for n, info in REGISTRY.items())
+    for name, info in REGISTRY.items():
+        assert info.family in FAMILIES and len(info.description) > 20, name
+        if info.wrapper:
+            takes = {p.name for p in inspect.signature(info.opt_class).parameters.values()} - {"inner"}
+            assert takes == set(info.defaults) - {"inner"}, name
+        elif info.builtin:
+            assert set(info.defaults) <= set(_check.BY_NAME), name
+        else:
+            params = inspect.signature(info.opt_class).parameters.values()
+            takes = {p.name for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty}
+            assert takes == set(info.defaults), name
+    assert DECOUPLED == tuple(n for n, i in REGISTRY.items() if i.decoupled)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_profile_has_a_learning_rate(name):
+    lrs = {p: hyperparams(name, p)["learning_rate"] for p in PROFILES}
+    assert all(lr > 0 for lr in lrs.values()) and lrs["scratch"] == DEFAULTS[name]["learning_rate"]
+    overridden = REGISTRY[name].profile_lr or REGISTRY.get(hyperparams(name).get("inner"), REGISTRY[name]).profile_lr
+    if "finetune" not in overridden:
+        assert lrs["finetune"] == pytest.approx(0.1 * lrs["scratch"]), name  # the fine-tuning rule
+    with pytest.raises(ValueError, match="unknown training profile 'fast'"):
+        hyperparams(name, "fast")
 
 
 def test_docs_summary_agrees_with_the_registry():
     """DEFAULTS and DECOUPLED are the one home; docs/optimizers.md summarises them and must not drift."""
     with open(os.path.join(ROOT, "docs", "optimizers.md"), encoding="utf-8") as f:
         text = f.read()
-    decoupled = re.search(r"except those in\s+`DECOUPLED`:\s+([a-z,\s]+?)\s+\(", text).group(1)
+    decoupled = re.search(r"except those in\s+`DECOUPLED`:\s+([a-z_,\s]+?)\s+\(", text).group(1)
     assert tuple(n.strip() for n in decoupled.split(",")) == DECOUPLED
     table = text[text.index("| optimizer | learning rate | source of the default |"):].split("\n\n")[0]
     lrs = {}

@@ -108,6 +108,11 @@ class PortableState:
     load_state_dict = set_state_dict
 
 
+def portable(cls):
+    """The Paddle optimizer class `cls` with position-keyed state dicts (PortableState)."""
+    return type(cls.__name__, (PortableState, cls), {"__module__": __name__, "__doc__": cls.__doc__})
+
+
 class FromScratch(paddle.optimizer.Optimizer):
     """Base of the element-wise optimizers written here (qhm, qhadam, lion, adabelief).
 
