@@ -18,7 +18,7 @@ from train.optimizers import DECOUPLED, DEFAULTS, FAMILIES, NAMES, PROFILES, REG
 from conftest import ROOT, run_cli
 
 SWEEP_ORDER = ("sgd", "momentum", "rmsprop", "adam", "adadelta", "adagrad", "adamax", "adamw", "lamb", "qhm",
-               "lookahead", "qhadam", "lion", "adabelief")
+               "lookahead", "qhadam", "lion", "adabelief", "nadam", "radam", "asgd", "rprop")
 
 
 def test_names_in_sweep_order_and_every_default_has_a_learning_rate():
@@ -120,6 +120,10 @@ def test_lookahead_defaults_follow_its_inner_optimizer():
     ("lookahead", {"inner": "lookahead"}, "invalid inner: 'lookahead'"),
     ("lookahead", {"beta": 0.9}, "unknown hyperparameter 'beta' for adam"),
     ("momentum", {"use_nesterov": "yes"}, "invalid use_nesterov: 'yes'"),
+    ("nadam", {"momentum_decay": -1}, "invalid momentum_decay: -1"),
+    ("asgd", {"batch_num": 0}, r"invalid batch_num: 0 \(must be an integer >= 1\)"),
+    ("rprop", {"eta_plus": 1.0}, r"invalid eta_plus: 1.0 \(must be > 1\)"),
+    ("rprop", {"weight_decay": 0.1}, "unknown hyperparameter 'weight_decay' for rprop"),
 ])
 def test_bad_names_and_values_raise_value_error_naming_them(name, overrides, message):
     with pytest.raises(ValueError, match=message):

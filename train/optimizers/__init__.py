@@ -186,6 +186,42 @@ REGISTRY: dict[str, OptimInfo] = {info.name: info for info in [
         "epsilon": 1e-16,             # Zhuang et al. 2020 official code (added inside and outside the sqrt)
         "weight_decay": 0.0,          # Zhuang et al. 2020 official code default
     }),
+    OptimInfo("nadam", portable(_P.NAdam), _ADAM_FAMILY, "Adam with Nesterov momentum and Dozat's momentum schedule (Dozat 2016)",
+              builtin=True, defaults={
+        "learning_rate": 0.002,       # Dozat 2016 (Incorporating Nesterov Momentum into Adam) / Paddle default
+        "beta1": 0.9,                 # Paddle default (= PyTorch's)
+        "beta2": 0.999,               # Paddle default (= PyTorch's)
+        "epsilon": 1e-8,              # Paddle default
+        "momentum_decay": 0.004,      # Paddle default ψ of μ_t = β1·(1 − 0.5·0.96^(tψ)) (= PyTorch's)
+        "weight_decay": 0.0,          # Paddle default (none)
+    }),
+    # RAdam's rectification r_t ≈ √(ρ_t/ρ∞), with ρ_t ≈ t early on, keeps its step at 5-20 % of Adam's for
+    # the head profile's ~80 steps (a built-in warmup that never ends there: 81.8 % val on hymenoptera at
+    # 0.001); 10x Adam's rate restores Adam's step size (0.003 / 0.01 / 0.03: 94.8 / 96.1 / 96.1 % val).
+    OptimInfo("radam", portable(_P.RAdam), _ADAM_FAMILY, "Adam with the variance of its adaptive rate rectified (Liu et al. 2020)",
+              builtin=True, profile_lr={"head": 0.01}, defaults={
+        "learning_rate": 0.001,       # Liu et al. 2020 (Adam's; RAdam replaces the warmup, not the rate) / Paddle default
+        "beta1": 0.9,                 # Liu et al. 2020 / Paddle default
+        "beta2": 0.999,               # Liu et al. 2020 / Paddle default
+        "epsilon": 1e-8,              # Paddle default
+        "weight_decay": 0.0,          # Paddle default (none)
+    }),
+    OptimInfo("asgd", portable(_P.ASGD), _SGD_FAMILY, "Paddle's ASGD: SGD on the mean of the last n gradients (SAG-style)",
+              builtin=True, defaults={
+        "learning_rate": 0.1,         # SGD's (He et al. 2016): the step is SGD's on averaged gradients; Paddle's 0.001 stalls
+        "batch_num": 8,               # Paddle: batches per epoch (SAG); one stored gradient each, so kept small: 245/32 ≈ 8 on hymenoptera
+        "weight_decay": 0.0,          # Paddle default (none)
+    }),
+    # Paddle's Rprop has no weight decay and ignores the global learning rate after the first step.
+    OptimInfo("rprop", portable(_P.Rprop), "sign-based", "per-weight step sizes grown or shrunk by gradient sign (Riedmiller & Braun 1993)",
+              builtin=True, paddle_names={("eta_minus", "eta_plus"): "etas", ("step_min", "step_max"): "learning_rate_range"},
+              defaults={
+        "learning_rate": 0.001,       # Paddle default (initial step Δ0; the paper's 0.1 is for full-batch training)
+        "eta_minus": 0.5,             # Riedmiller & Braun 1993
+        "eta_plus": 1.2,              # Riedmiller & Braun 1993
+        "step_min": 1e-5,             # Paddle default (learning_rate_range[0])
+        "step_max": 50.0,             # Riedmiller & Braun 1993 / Paddle default
+    }),
 ]}
 
 NAMES = tuple(REGISTRY)

@@ -39,7 +39,9 @@ positive = _in_range(lambda v: v > 0, "> 0")                  # learning rates, 
 nonnegative = _in_range(lambda v: v >= 0, ">= 0")             # weight decay, initial accumulator values
 unit = _in_range(lambda v: 0 <= v < 1, "in [0, 1)")           # decay rates: betas, rho, momentum
 closed_unit = _in_range(lambda v: 0 <= v <= 1, "in [0, 1]")   # mixing weights: QHM's nu, Lookahead's alpha
-count = _in_range(lambda v: v >= 1, ">= 1", integer=True)     # Lookahead's k
+open_unit = _in_range(lambda v: 0 < v < 1, "in (0, 1)")       # Rprop's shrink factor eta_minus
+above_one = _in_range(lambda v: v > 1, "> 1")                 # Rprop's growth factor eta_plus
+count = _in_range(lambda v: v >= 1, ">= 1", integer=True)     # Lookahead's k, ASGD's batch_num
 
 
 def boolean(name: str, value) -> bool:
@@ -54,4 +56,6 @@ BY_NAME = {
     "learning_rate": positive, "weight_decay": nonnegative, "epsilon": positive,
     "beta1": unit, "beta2": unit, "rho": unit, "momentum": unit,
     "use_nesterov": boolean, "centered": boolean, "initial_accumulator_value": nonnegative,
+    "momentum_decay": nonnegative, "batch_num": count,
+    "eta_minus": open_unit, "eta_plus": above_one, "step_min": positive, "step_max": positive,
 }
