@@ -80,6 +80,13 @@ TOY_SETTINGS: dict[str, dict[str, tuple[float, int]]] = {
     "radam":     {"quadratic": (0.24, 200), "rosenbrock": (0.006, 12000), "rastrigin": (0.0244, 300)},
     "asgd":      {"quadratic": (0.075, 200), "rosenbrock": (0.0004, 8000), "rastrigin": (0.00777, 300)},
     "rprop":     {"quadratic": (0.1, 200), "rosenbrock": (0.032, 2000), "rastrigin": (1.51, 300)},
+    "sf_sgd":    {"quadratic": (0.75, 200), "rosenbrock": (0.006, 10000), "rastrigin": (0.604, 300)},
+    "sf_adamw":  {"quadratic": (1.0, 200), "rosenbrock": (2.0, 2000), "rastrigin": (1.9, 300)},
+    "muon":      {"quadratic": (0.4, 200), "rosenbrock": (0.75, 1000), "rastrigin": (1.9, 300)},
+    "adan":      {"quadratic": (1.0, 200), "rosenbrock": (0.24, 1000), "rastrigin": (1.9, 300)},
+    "prodigy":   {"quadratic": (1.0, 200), "rosenbrock": (0.5, 2000), "rastrigin": (2.39, 300)},
+    "adopt":     {"quadratic": (0.5, 200), "rosenbrock": (3.0, 1000), "rastrigin": (3.0, 300)},
+    "cautious":  {"quadratic": (0.4, 200), "rosenbrock": (1.0, 1000), "rastrigin": (2.39, 300)},
 }
 
 

@@ -41,7 +41,8 @@ unit = _in_range(lambda v: 0 <= v < 1, "in [0, 1)")           # decay rates: bet
 closed_unit = _in_range(lambda v: 0 <= v <= 1, "in [0, 1]")   # mixing weights: QHM's nu, Lookahead's alpha
 open_unit = _in_range(lambda v: 0 < v < 1, "in (0, 1)")       # Rprop's shrink factor eta_minus
 above_one = _in_range(lambda v: v > 1, "> 1")                 # Rprop's growth factor eta_plus
-count = _in_range(lambda v: v >= 1, ">= 1", integer=True)     # Lookahead's k, ASGD's batch_num
+count = _in_range(lambda v: v >= 1, ">= 1", integer=True)     # Lookahead's k, ASGD's batch_num, Muon's ns_steps
+natural = _in_range(lambda v: v >= 0, ">= 0", integer=True)   # Schedule-Free's warmup_steps (0: none)
 
 
 def boolean(name: str, value) -> bool:
@@ -54,7 +55,7 @@ def boolean(name: str, value) -> bool:
 # checks the built-ins' values with these; the optimizers written here check their own in their constructors).
 BY_NAME = {
     "learning_rate": positive, "weight_decay": nonnegative, "epsilon": positive,
-    "beta1": unit, "beta2": unit, "rho": unit, "momentum": unit,
+    "beta1": unit, "beta2": unit, "beta3": unit, "rho": unit, "momentum": unit,
     "use_nesterov": boolean, "centered": boolean, "initial_accumulator_value": nonnegative,
     "momentum_decay": nonnegative, "batch_num": count,
     "eta_minus": open_unit, "eta_plus": above_one, "step_min": positive, "step_max": positive,

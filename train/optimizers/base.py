@@ -10,8 +10,8 @@ instead (`pack`):
     {"format": FORMAT, "optimizer": class name, "lr": current learning rate,
      "params": [[name, shape], ...] for every parameter, in the optimizer's order,
      "state": {"<position>:<kind>": Tensor}, e.g. "5:moment1" (position in "params"),
-     ...extra: "step" (from-scratch optimizers, wrappers), scalars of the rule (FromScratch.SCALARS),
-     "inner" (a wrapper's inner optimizer's state)}
+     ...extra: "step" (from-scratch optimizers, wrappers), scalars of the rule (FromScratch.SCALARS, e.g.
+     Prodigy's "d"), "inner" (a wrapper's inner optimizer's state), "fallback" (Muon's AdamW's state)}
 
 `set_state_dict` maps by position, so a model rebuilt with different parameter names loads fine as long
 as it has the same parameters in the same order with the same shapes; anything else raises ValueError
@@ -121,7 +121,8 @@ def portable(cls):
 
 
 class FromScratch(paddle.optimizer.Optimizer):
-    """Base of the element-wise optimizers written here (qhm, qhadam, lion, adabelief).
+    """Base of the element-wise optimizers written here (qhm, qhadam, lion, adabelief, sf_sgd, sf_adamw, adan,
+    prodigy, adopt).
 
     A subclass writes its update rule once, in `_update(g, *state) -> Δ`, in the paper's symbols: g is the
     gradient, each state (named in ACCUMULATORS; they start at zero, those in FROM_PARAMS as a copy of the
@@ -224,7 +225,7 @@ class FromScratch(paddle.optimizer.Optimizer):
 
 
 class Wrapper(paddle.optimizer.Optimizer):
-    """Base of the wrappers (Lookahead): an optimizer around another one, `inner`, whose step the
+    """Base of the wrappers (Lookahead, Cautious): an optimizer around another one, `inner`, whose step the
     wrapper's step() runs. The learning rate, clear_grad, the decoupled decay and, where the inner optimizer
     has them (Schedule-Free), eval() and train() are the inner optimizer's. `self._params`: the trainable
     parameters, `self._t`: the wrapper's step count. The state dict holds the inner optimizer's ("inner")."""
