@@ -1,7 +1,9 @@
 """Optimizer figures, printed (not timed tests).
 
-    python bench/bench_optimizers.py                   # step time: qhm/momentum, qhadam/adam, lookahead(sgd)/sgd,
-                                                       # and qhm's rule path (fused=False)/momentum, for contrast
+    python bench/bench_optimizers.py                   # step time of each optimizer written here (and of Paddle's
+                                                       # nadam/radam/asgd/rprop) ÷ its nearest built-in; qhm's rule
+                                                       # path (fused=False) and muon with 1 Newton–Schulz step, for contrast
+    python bench/bench_optimizers.py --pairs muon,adan # only these (the first name of each pair)
     python bench/bench_optimizers.py --check-defaults  # every registry optimizer, its DEFAULTS, a short
                                                        # training on a learnable synthetic image set
 
@@ -25,8 +27,13 @@ from tqdm import tqdm  # noqa: E402
 
 from train.optimizers import NAMES, QHM, create, hyperparams  # noqa: E402
 
+# (optimizer, its overrides, nearest built-in, its overrides): the built-in whose rule it extends or replaces
 PAIRS = (("qhm", {}, "momentum", {}), ("qhadam", {}, "adam", {}), ("lookahead", {"inner": "sgd"}, "sgd", {}),
-         ("qhm", {"fused": False}, "momentum", {}))
+         ("qhm", {"fused": False}, "momentum", {}),
+         ("nadam", {}, "adam", {}), ("radam", {}, "adam", {}), ("asgd", {}, "sgd", {}), ("rprop", {}, "sgd", {}),
+         ("sf_sgd", {}, "momentum", {}), ("sf_adamw", {}, "adamw", {}), ("muon", {}, "adamw", {}),
+         ("muon", {"ns_steps": 1}, "adamw", {}), ("adan", {}, "adamw", {}), ("prodigy", {}, "adamw", {}),
+         ("adopt", {}, "adam", {}), ("cautious", {}, "adamw", {}))
 
 
 def _with_grads(name, overrides, grads):
@@ -46,7 +53,15 @@ def step_seconds(opt, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
-def bench_steps(rounds: int, steps: int, warmup: int) -> None:
+def _label(name: str, overrides: dict) -> str:
+    if "inner" in overrides:
+        return f"{name}({overrides['inner']})"
+    if "fused" in overrides:
+        return f"{name}(rule)"
+    return f"{name}({overrides['ns_steps']} NS)" if "ns_steps" in overrides else name
+
+
+def bench_steps(rounds: int, steps: int, warmup: int, only=None) -> None:
     paddle.seed(0)
     shapes = [p.shape for p in models.build_model("smallcnn", 4).parameters() if not p.stop_gradient]
     rng = np.random.default_rng(0)
@@ -54,15 +69,16 @@ def bench_steps(rounds: int, steps: int, warmup: int) -> None:
     print(f"smallcnn: {len(shapes)} trainable tensors, {sum(int(np.prod(s)) for s in shapes):,} values; "
           f"{warmup} warm-up steps, then {rounds} interleaved rounds x {steps} steps, medians")
     for ours, o_kw, base, b_kw in PAIRS:
+        if only and ours not in only:
+            continue
         a, b = _with_grads(ours, o_kw, grads), _with_grads(base, b_kw, grads)
         step_seconds(a, warmup), step_seconds(b, warmup)  # warm-up: state buffers, allocator caches
         ta, tb = [], []
         for _ in range(rounds):  # interleaved so that machine load hits both alike
             ta.append(step_seconds(a, steps))
             tb.append(step_seconds(b, steps))
-        label = f"{ours}({o_kw['inner']})" if "inner" in o_kw else f"{ours}(rule)" if o_kw else ours
         ma, mb = statistics.median(ta), statistics.median(tb)
-        print(f"{label:>15} / {base:<8}: {ma * 1e6:8.1f} us / {mb * 1e6:8.1f} us = {ma / mb:.2f}")
+        print(f"{_label(ours, o_kw):>15} / {base:<8}: {ma * 1e6:8.1f} us / {mb * 1e6:8.1f} us = {ma / mb:.2f}", flush=True)
 
 
 def synthetic_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +106,8 @@ def synthetic_images(n: int, size: int, seed: int) -> tuple[np.ndarray, np.ndarr
 
 def check_defaults(epochs: int, n_train: int, size: int, batch: int, names, lrs: dict) -> None:
     """Train smallcnn once per optimizer with its DEFAULTS (learning rate overridden by `lrs`) and cosine
-    decay per epoch; print validation accuracy after each epoch."""
+    decay per epoch; print validation accuracy after each epoch (Schedule-Free: at x, BatchNorm statistics
+    recomputed there by one pass over the training batches)."""
     xtr, ytr = synthetic_images(n_train, size, 1)
     xva, yva = synthetic_images(n_train // 3, size, 2)
     print(f"synthetic shapes, {n_train} train / {len(yva)} val, {size} px, batch {batch}, {epochs} epochs, "
@@ -116,11 +133,18 @@ def check_defaults(epochs: int, n_train: int, size: int, batch: int, names, lrs:
                 opt.step()
                 opt.clear_grad()
                 losses.append(float(loss))
+            if hasattr(opt, "eval"):  # Schedule-Free: validate at x, with BatchNorm statistics recomputed there
+                opt.eval()
+                with paddle.no_grad():
+                    for s in range(0, n_train - batch + 1, batch):
+                        model(paddle.to_tensor(xtr[perm[s:s + batch]]))
             model.eval()
             with paddle.no_grad():
                 pred = np.concatenate([model(paddle.to_tensor(xva[s:s + 256])).argmax(1).numpy()
                                        for s in range(0, len(xva), 256)])
             accs.append(float((pred == yva).mean()))
+            if hasattr(opt, "eval"):
+                opt.train()
         print(f"{name:>10} {base_lr:>8g} " + " ".join(f"{a:7.3f}" for a in accs) + f"  {np.mean(losses[-5:]):.3f}", flush=True)
 
 
@@ -136,6 +160,7 @@ def main() -> None:
     ap.add_argument("--image-size", type=int, default=64, help="--check-defaults: image size (default 64)")
     ap.add_argument("--batch-size", type=int, default=64, help="--check-defaults: batch size (default 64)")
     ap.add_argument("--optimizers", default=",".join(NAMES), help="--check-defaults: comma list (default all)")
+    ap.add_argument("--pairs", default="", help="step time: only the pairs whose first optimizer is in this comma list")
     ap.add_argument("--lr", action="append", default=[], metavar="NAME=LR",
                     help="--check-defaults: use this learning rate instead of the default (repeatable)")
     a = ap.parse_args()
@@ -154,7 +179,7 @@ def main() -> None:
     if a.check_defaults:
         check_defaults(a.epochs, a.n_train, a.image_size, a.batch_size, names, lrs)
     else:
-        bench_steps(a.rounds, a.steps, a.warmup)
+        bench_steps(a.rounds, a.steps, a.warmup, [n for n in a.pairs.split(",") if n])
 
 
 if __name__ == "__main__":

@@ -20,36 +20,29 @@ def _number(name: str, value) -> float:
     return float(value)
 
 
-def positive(name: str, value) -> float:
-    """A finite number > 0 (learning rates, epsilons)."""
-    v = _number(name, value)
-    if v <= 0:
-        raise ValueError(f"invalid {name}: {_show(value)} (must be > 0)")
-    return v
+def _in_range(inside, allowed: str, integer: bool = False):
+    """A checker: a finite number (an int, if `integer`) for which inside(value) holds; `allowed` says which."""
+    must = f"must be {'an integer ' if integer else ''}{allowed}"
+
+    def check(name: str, value):
+        if integer:
+            v = value if isinstance(value, int) and not isinstance(value, bool) else None
+        else:
+            v = _number(name, value)
+        if v is None or not inside(v):
+            raise ValueError(f"invalid {name}: {_show(value)} ({must})")
+        return v
+    return check
 
 
-def nonnegative(name: str, value) -> float:
-    """A finite number >= 0 (weight decay, initial accumulator values)."""
-    v = _number(name, value)
-    if v < 0:
-        raise ValueError(f"invalid {name}: {_show(value)} (must be >= 0)")
-    return v
-
-
-def unit(name: str, value) -> float:
-    """A decay rate in [0, 1) (betas, rho, momentum)."""
-    v = _number(name, value)
-    if not 0 <= v < 1:
-        raise ValueError(f"invalid {name}: {_show(value)} (must be in [0, 1))")
-    return v
-
-
-def closed_unit(name: str, value) -> float:
-    """A mixing weight in [0, 1] (QHM's nu, Lookahead's alpha)."""
-    v = _number(name, value)
-    if not 0 <= v <= 1:
-        raise ValueError(f"invalid {name}: {_show(value)} (must be in [0, 1])")
-    return v
+positive = _in_range(lambda v: v > 0, "> 0")                  # learning rates, epsilons
+nonnegative = _in_range(lambda v: v >= 0, ">= 0")             # weight decay, initial accumulator values
+unit = _in_range(lambda v: 0 <= v < 1, "in [0, 1)")           # decay rates: betas, rho, momentum
+closed_unit = _in_range(lambda v: 0 <= v <= 1, "in [0, 1]")   # mixing weights: QHM's nu, Lookahead's alpha
+open_unit = _in_range(lambda v: 0 < v < 1, "in (0, 1)")       # Rprop's shrink factor eta_minus
+above_one = _in_range(lambda v: v > 1, "> 1")                 # Rprop's growth factor eta_plus
+count = _in_range(lambda v: v >= 1, ">= 1", integer=True)     # Lookahead's k, ASGD's batch_num, Muon's ns_steps
+natural = _in_range(lambda v: v >= 0, ">= 0", integer=True)   # Schedule-Free's warmup_steps (0: none)
 
 
 def boolean(name: str, value) -> bool:
@@ -58,8 +51,12 @@ def boolean(name: str, value) -> bool:
     return value
 
 
-def count(name: str, value) -> int:
-    """An integer >= 1 (Lookahead's k)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"invalid {name}: {_show(value)} (must be an integer >= 1)")
-    return value
+# The checker of each hyperparameter, by name: a name means the same thing in every optimizer (the registry
+# checks the built-ins' values with these; the optimizers written here check their own in their constructors).
+BY_NAME = {
+    "learning_rate": positive, "weight_decay": nonnegative, "epsilon": positive,
+    "beta1": unit, "beta2": unit, "beta3": unit, "rho": unit, "momentum": unit,
+    "use_nesterov": boolean, "centered": boolean, "initial_accumulator_value": nonnegative,
+    "momentum_decay": nonnegative, "batch_num": count,
+    "eta_minus": open_unit, "eta_plus": above_one, "step_min": positive, "step_max": positive,
+}

@@ -1,5 +1,5 @@
-"""Plumbing shared by the registry's optimizers: the state format, the from-scratch base class, and the
-few Paddle kernels the update rules are written with.
+"""Plumbing shared by the registry's optimizers: the state format, the from-scratch and wrapper base classes,
+and the few Paddle kernels the update rules are written with.
 
 The state format (one home; docs/optimizers.md points here). Paddle's own `Optimizer.state_dict()` keys
 each tensor by a generated name such as `conv2d_0.w_0_moment1_0`; the trailing counter depends on how
@@ -10,7 +10,8 @@ instead (`pack`):
     {"format": FORMAT, "optimizer": class name, "lr": current learning rate,
      "params": [[name, shape], ...] for every parameter, in the optimizer's order,
      "state": {"<position>:<kind>": Tensor}, e.g. "5:moment1" (position in "params"),
-     ...extra: "step" (from-scratch optimizers, Lookahead), "inner" (Lookahead's inner optimizer's state)}
+     ...extra: "step" (from-scratch optimizers, wrappers), scalars of the rule (FromScratch.SCALARS, e.g.
+     Prodigy's "d"), "inner" (a wrapper's inner optimizer's state), "fallback" (Muon's AdamW's state)}
 
 `set_state_dict` maps by position, so a model rebuilt with different parameter names loads fine as long
 as it has the same parameters in the same order with the same shapes; anything else raises ValueError
@@ -83,6 +84,12 @@ class PortableState:
     """Mixin for a Paddle built-in optimizer class: position-keyed state_dict / set_state_dict (format above).
     The accumulators are Paddle's own (`_accumulators`, created lazily at the first step)."""
 
+    def decay_fraction(self) -> float:
+        """κ: the share of θ that the last step's decoupled weight decay removed (θ ← θ − κθ − u, u the rule's
+        update). Of Paddle's built-ins only AdamW separates its decay (θ ← θ − ηλθ, before the Adam step);
+        the others add λθ to the gradient (coupled: inside u) or, Lamb, inside the trust ratio: κ = 0."""
+        return float(self.get_lr()) * self._weight_decay if isinstance(self, paddle.optimizer.AdamW) else 0.0
+
     def state_dict(self) -> dict:
         index = {p.name: i for i, p in enumerate(self._parameter_list)}
         return pack(self, {f"{index[pname]}:{kind}": t
@@ -108,12 +115,20 @@ class PortableState:
     load_state_dict = set_state_dict
 
 
+def portable(cls):
+    """The Paddle optimizer class `cls` with position-keyed state dicts (PortableState)."""
+    return type(cls.__name__, (PortableState, cls), {"__module__": __name__, "__doc__": cls.__doc__})
+
+
 class FromScratch(paddle.optimizer.Optimizer):
-    """Base of the element-wise optimizers written here (qhm, qhadam, lion, adabelief).
+    """Base of the element-wise optimizers written here (qhm, qhadam, lion, adabelief, sf_sgd, sf_adamw, adan,
+    prodigy, adopt).
 
     A subclass writes its update rule once, in `_update(g, *state) -> Δ`, in the paper's symbols: g is the
-    gradient, each state (named in ACCUMULATORS, all start at zero) is updated in place, and Δ is the step
-    (θ ← θ − Δ). The learning rate is `self._lr`, the step number t (1, 2, ...) is `self._t`.
+    gradient, each state (named in ACCUMULATORS; they start at zero, those in FROM_PARAMS as a copy of the
+    parameters at the first step) is updated in place, and Δ is the step (θ ← θ − Δ). The learning rate is
+    `self._lr`, the step number t (1, 2, ...) is `self._t`. Scalars the rule carries from step to step are
+    attributes named in SCALARS (saved with the state).
 
     How this maps onto Paddle's optimizer machinery. Paddle's `Optimizer.step()` collects (parameter,
     gradient) pairs and, through `_apply_optimize` → `_create_optimization_pass`, calls
@@ -127,11 +142,14 @@ class FromScratch(paddle.optimizer.Optimizer):
     the parameter list. Also overridden: `clear_grad` and the state dicts (format above).
 
     Weight decay: coupled L2 (g ← g + λθ before the rule) unless the subclass sets DECOUPLED = True, in
-    which case θ ← θ·(1 − η·λ) before the step, outside the rule (AdamW-style). A trainable parameter with
-    no gradient at a step counts as gradient 0 (its state still decays; Paddle's built-ins skip it).
+    which case θ ← θ·(1 − κ) − Δ, outside the rule, with κ = `decay_fraction()` (η·λ, AdamW-style, unless
+    the subclass says otherwise). A trainable parameter with no gradient at a step counts as gradient 0 (its
+    state still decays; Paddle's built-ins skip it).
     """
 
     ACCUMULATORS: tuple[str, ...] = ()
+    FROM_PARAMS: tuple[str, ...] = ()   # accumulators that start as a copy of θ (at the first step), not zeros
+    SCALARS: tuple[str, ...] = ()       # attributes (floats) the rule carries between steps, saved with the state
     DECOUPLED = False
 
     def __init__(self, parameters, learning_rate: float, weight_decay: float, name: str | None = None):
@@ -146,13 +164,14 @@ class FromScratch(paddle.optimizer.Optimizer):
             raise ValueError(f"{type(self).__name__} needs all trainable parameters in one dtype "
                              f"(got {sorted({str(p.dtype) for p in self._params})})")
         self._sizes = [int(p.numel()) for p in self._params]
+        self._lr = float(self.get_lr())  # set at each step; here so that decay_fraction() works before one
         self._state: dict[str, tuple[list, paddle.Tensor]] | None = None  # kind -> (views, flat), at 1st step
         self._t = 0
 
     def _states(self) -> dict[str, tuple[list, paddle.Tensor]]:
         """kind -> (per-parameter views, flat vector) for every ACCUMULATORS kind, zeros at first."""
         if self._state is None:
-            self._state = {kind: coalesce(self._params, copy=False) for kind in self.ACCUMULATORS}
+            self._state = {kind: coalesce(self._params, copy=kind in self.FROM_PARAMS) for kind in self.ACCUMULATORS}
         return self._state
 
     def _gradients(self) -> list:
@@ -172,11 +191,15 @@ class FromScratch(paddle.optimizer.Optimizer):
         if self.decay and not self.DECOUPLED:
             g = g + self.decay * flatten(self._params)                     # coupled L2: g ← g + λθ
         delta = self._update(g, *(flat for _, flat in self._states().values()))
-        decay = self._lr * self.decay if self.DECOUPLED else 0.0           # decoupled: θ ← θ·(1 − η·λ) − Δ
-        momentum_kernel(self._params, paddle.split(delta, self._sizes), None, lr=1.0, mu=0.0, l2=decay)
+        κ = self.decay_fraction()                                           # decoupled: θ ← θ·(1 − κ) − Δ
+        momentum_kernel(self._params, paddle.split(delta, self._sizes), None, lr=1.0, mu=0.0, l2=κ)
 
     def _update(self, g, *state):
         raise NotImplementedError(f"{type(self).__name__} must define _update(g, *state)")
+
+    def decay_fraction(self) -> float:
+        """κ: the share of θ the step's decoupled weight decay removes (θ ← θ·(1 − κ) − Δ); 0 when coupled."""
+        return self._lr * self.decay if self.DECOUPLED else 0.0
 
     def clear_grad(self, set_to_zero: bool = True) -> None:
         for p in self._params:
@@ -184,7 +207,8 @@ class FromScratch(paddle.optimizer.Optimizer):
 
     def state_dict(self) -> dict:
         per_kind = {} if self._state is None else {kind: views for kind, (views, _) in self._state.items()}
-        return pack(self, keyed(self, self._params, per_kind), step=self._t)
+        return pack(self, keyed(self, self._params, per_kind), step=self._t,
+                    **{name: float(getattr(self, name)) for name in self.SCALARS})
 
     def set_state_dict(self, state: dict) -> None:
         check_layout(state, type(self).__name__, self._parameter_list)
@@ -194,8 +218,49 @@ class FromScratch(paddle.optimizer.Optimizer):
             copy_into(self._states()[kind][0], tensors)
         self.set_lr(float(state["lr"]))
         self._t = int(state["step"])
+        for name in self.SCALARS:
+            setattr(self, name, float(state[name]))
 
     load_state_dict = set_state_dict
+
+
+class Wrapper(paddle.optimizer.Optimizer):
+    """Base of the wrappers (Lookahead, Cautious): an optimizer around another one, `inner`, whose step the
+    wrapper's step() runs. The learning rate, clear_grad, the decoupled decay and, where the inner optimizer
+    has them (Schedule-Free), eval() and train() are the inner optimizer's. `self._params`: the trainable
+    parameters, `self._t`: the wrapper's step count. The state dict holds the inner optimizer's ("inner")."""
+
+    def __init__(self, inner: paddle.optimizer.Optimizer):
+        if not isinstance(inner, paddle.optimizer.Optimizer):
+            raise ValueError(f"invalid inner: {inner!r} (must be a paddle.optimizer.Optimizer)")
+        self.inner = inner
+        super().__init__(learning_rate=float(inner.get_lr()), parameters=inner._parameter_list)
+        self._params = [p for p in self._parameter_list if not p.stop_gradient]
+        self._t = 0
+        if hasattr(inner, "eval") and hasattr(inner, "train"):  # Schedule-Free: evaluate and save at its x
+            self.eval, self.train = inner.eval, inner.train
+
+    def clear_grad(self, set_to_zero: bool = True) -> None:
+        self.inner.clear_grad(set_to_zero)
+
+    def set_lr(self, value: float) -> None:
+        self.inner.set_lr(value)
+
+    def get_lr(self) -> float:
+        return self.inner.get_lr()
+
+    def decay_fraction(self) -> float:
+        return self.inner.decay_fraction()
+
+    def _pack(self, state: dict) -> dict:
+        return pack(self, state, step=self._t, inner=self.inner.state_dict())
+
+    def _unpack(self, state: dict) -> dict:
+        """Restore the inner optimizer and the step count from `state`; return its "state" entry."""
+        check_layout(state, type(self).__name__, self._parameter_list)
+        self.inner.set_state_dict(state["inner"])
+        self._t = int(state["step"])
+        return state["state"]
 
 
 _ONE: dict = {}
@@ -225,16 +290,18 @@ def flatten(tensors) -> paddle.Tensor:
     return coalesce(tensors)[1]
 
 
-def momentum_kernel(params, grads, velocities, lr: float, mu: float, l2: float = 0.0) -> None:
+def momentum_kernel(params, grads, velocities, lr, mu: float, l2: float = 0.0) -> None:
     """Paddle's multi-tensor momentum kernel (`_C_ops.merged_momentum_`), every tensor i in one call:
 
-        v_i ← μ·v_i + (g_i + l2·θ_i);   θ_i ← θ_i − lr·v_i
+        v_i ← μ·v_i + (g_i + l2·θ_i);   θ_i ← θ_i − lr_i·v_i
 
-    No dampening, and its `rescale_grad` is ignored on CPU (callers scale g themselves). `velocities=None`
-    uses the gradients as scratch velocity (with μ = 0 that is θ_i ← θ_i·(1 − lr·l2) − lr·g_i)."""
+    `lr`: one float for all, or one 0-d tensor per parameter. No dampening, and its `rescale_grad` is
+    ignored on CPU (callers scale g themselves). `velocities=None` uses the gradients as scratch velocity
+    (with μ = 0 that is θ_i ← θ_i·(1 − lr_i·l2) − lr_i·g_i)."""
     n = len(params)
     velocities = list(grads) if velocities is None else velocities
-    _C_ops.merged_momentum_(params, grads, velocities, [scalar(lr, params[0])], None, float(mu), False,
+    lrs = [scalar(lr, params[0])] if isinstance(lr, (int, float)) else list(lr)
+    _C_ops.merged_momentum_(params, grads, velocities, lrs, None, float(mu), False,
                             ["l2_decay" if l2 else ""] * n, [float(l2)] * n, False, 1.0)
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import paddle
 
 from train.optimizers import _check
-from train.optimizers.base import check_layout, coalesce, copy_into, flatten, keyed, pack, unkeyed
+from train.optimizers.base import Wrapper, coalesce, copy_into, flatten, keyed, unkeyed
 
 
-class Lookahead(paddle.optimizer.Optimizer):
+class Lookahead(Wrapper):
     r"""Run any optimizer A for k steps (the fast weights θ), then move the slow weights φ a fraction α
     of the way towards θ and restart θ from φ:
 
@@ -30,52 +30,36 @@ class Lookahead(paddle.optimizer.Optimizer):
       `set_state_dict()` restores all three (Paddle's incubate LookAhead saves only the slow weights).
     - α = 1, k = 1 is the inner optimizer itself; α = 0 keeps the model at φ_0 forever.
 
-    Paddle machinery: a paddle.optimizer.Optimizer that owns no update of its own: step() runs the inner
+    Paddle machinery: a Wrapper (base.py) that owns no update of its own: step() runs the inner
     optimizer's step() and, every k-th call, the sync above on all parameters as one flat vector (φ is one
-    flat tensor with per-parameter views). get_lr/set_lr/clear_grad are the inner optimizer's.
+    flat tensor with per-parameter views). get_lr/set_lr/clear_grad (and eval/train, where the inner
+    optimizer has them: Schedule-Free) are the inner optimizer's.
     """
 
     def __init__(self, inner: paddle.optimizer.Optimizer, *, k: int, alpha: float):
-        if not isinstance(inner, paddle.optimizer.Optimizer):
-            raise ValueError(f"invalid inner: {inner!r} (must be a paddle.optimizer.Optimizer)")
         self.k = _check.count("k", k)
         self.alpha = _check.closed_unit("alpha", alpha)
-        self.inner = inner
-        super().__init__(learning_rate=float(inner.get_lr()), parameters=inner._parameter_list)
-        self._fast = [p for p in self._parameter_list if not p.stop_gradient]
+        super().__init__(inner)
         self._slow = None  # φ: (per-parameter views, flat vector), created at the first step
-        self._t = 0
 
     @paddle.no_grad()
     def step(self) -> None:
         if self._slow is None:
-            self._slow = coalesce(self._fast)                 # φ_0 = θ_0 (a copy)
+            self._slow = coalesce(self._params)               # φ_0 = θ_0 (a copy)
         self.inner.step()                                     # θ_{t,i} = θ_{t,i−1} + A(L, θ_{t,i−1})
         self._t += 1
         if self._t % self.k == 0:
             φ_views, φ = self._slow
-            θ, α = flatten(self._fast), self.alpha            # θ_{t,k} (a copy, scaled in place next)
+            θ, α = flatten(self._params), self.alpha          # θ_{t,k} (a copy, scaled in place next)
             φ.scale_(1 - α).add_(θ.scale_(α))                 # φ_t = φ_{t−1} + α·(θ_{t,k} − φ_{t−1})
-            copy_into(self._fast, φ_views)                    # θ_{t+1,0} = φ_t
-
-    def clear_grad(self, set_to_zero: bool = True) -> None:
-        self.inner.clear_grad(set_to_zero)
-
-    def set_lr(self, value: float) -> None:
-        self.inner.set_lr(value)
-
-    def get_lr(self) -> float:
-        return self.inner.get_lr()
+            copy_into(self._params, φ_views)                  # θ_{t+1,0} = φ_t
 
     def state_dict(self) -> dict:
         slow = {} if self._slow is None else {"slow": self._slow[0]}
-        return pack(self, keyed(self, self._fast, slow), step=self._t, inner=self.inner.state_dict())
+        return self._pack(keyed(self, self._params, slow))
 
     def set_state_dict(self, state: dict) -> None:
-        check_layout(state, type(self).__name__, self._parameter_list)
-        self.inner.set_state_dict(state["inner"])
-        slow = unkeyed(self, self._fast, state["state"], ("slow",))
+        slow = unkeyed(self, self._params, self._unpack(state), ("slow",))
         self._slow = coalesce(slow["slow"]) if slow else None
-        self._t = int(state["step"])
 
     load_state_dict = set_state_dict
