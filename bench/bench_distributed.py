@@ -13,7 +13,6 @@ other processes kept busy meanwhile (from /proc/stat), and the CPU seconds each 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -25,7 +24,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402,F401  (quiets Paddle)
+from models import rundir  # noqa: E402
 from train.synthetic import make_dataset  # noqa: E402
+from util.io import read_json  # noqa: E402
 
 BENCH_DATA = os.path.join(ROOT, "data", "bench_distributed")
 
@@ -51,21 +52,13 @@ def sh(*args) -> tuple[float, float]:
 
 
 def epoch_ips(run: str, name: str) -> float:
-    """Training images per second of the last epoch of `name` in a run directory."""
-    with open(os.path.join(run, "config.json")) as f:
-        n = json.load(f)["data"]["sizes"]["train"]
-    with open(os.path.join(run, name, "history.json")) as f:
-        return n / json.load(f)[-1]["seconds"]
+    """Training images per second of the last epoch of `name` in a run directory (read through models/rundir.py)."""
+    return rundir.read(run).data["sizes"]["train"] / read_json(os.path.join(run, name, rundir.HISTORY))[-1]["seconds"]
 
 
 def mean_epoch_seconds(run: str) -> float:
     """Mean epoch time over every optimizer and epoch of a run directory (training + validation)."""
-    with open(os.path.join(run, "config.json")) as f:
-        names = json.load(f)["optimizers"]
-    secs = []
-    for name in names:
-        with open(os.path.join(run, name, "history.json")) as f:
-            secs += [h["seconds"] for h in json.load(f)]
+    secs = [h["seconds"] for name in rundir.read(run).optimizers for h in read_json(os.path.join(run, name, rundir.HISTORY))]
     return sum(secs) / len(secs)
 
 

@@ -48,7 +48,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         device = backends.choose_device(args.device, args.threads)
-        report = exporter.export_run(args.run or exporter.newest_run(), device=device, progress=False)
+        report = exporter.export_run(args.run or exporter.newest_run(), exporter.Options(device=device, progress=False))
         ok = [n for n, e in report.manifest["models"].items() if e["status"] == "ok"]
         name = args.optimizer or (ok[0] if ok else None)
         if name not in ok:

@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 
 from train import features  # noqa: E402
 from train.data import Split  # noqa: E402
-from train.setup import REGIMES, Setup  # noqa: E402
+from models import cards  # noqa: E402
+from train.setup import Setup  # noqa: E402
 
 
 def raw_throughput(run, x: np.ndarray, seconds: float) -> float:
@@ -37,11 +38,12 @@ def raw_throughput(run, x: np.ndarray, seconds: float) -> float:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--regime", default="head", choices=[r for r, c in REGIMES.items() if c is not None])
+    card = cards.get(cards.DEFAULT)
+    p.add_argument("--regime", default="head", choices=[r for r, c in card.regimes.items() if c is not None])
     p.add_argument("--images", type=int, default=512, help="decoded images to extract (train split; its flipped copies too)")
     p.add_argument("--seconds", type=float, default=10.0, help="time for each raw-throughput measurement")
     a = p.parse_args()
-    setup = Setup("efficientnet_lite0", 4, 224, a.regime, pretrained=True)
+    setup = Setup(card.name, 4, card.size, a.regime, pretrained=True)
     net = setup.network(pretrained=True)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (a.images, setup.image_size, setup.image_size, 3), dtype=np.uint8)

@@ -27,7 +27,7 @@ from util.io import load_paddle, save_paddle  # noqa: E402
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", default="efficientnet_lite0", choices=models.MODELS)
+    p.add_argument("--model", default=models.cards.DEFAULT, choices=models.MODELS)
     p.add_argument("--repeats", type=int, default=20)
     a = p.parse_args()
     net = models.build_model(a.model, 4)

@@ -22,7 +22,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from models import rundir  # noqa: E402
-from train import report  # noqa: E402
+from models.ranking import ranked  # noqa: E402
+from train.tables import ci_text, class_order  # noqa: E402
 from util.fmt import pct  # noqa: E402
 
 SETS = {"insects4": os.path.join(os.path.dirname(ROOT), "shared", "data", "insects4"),
@@ -32,22 +33,22 @@ SETS = {"insects4": os.path.join(os.path.dirname(ROOT), "shared", "data", "insec
 def table(run: rundir.RunDir) -> list[str]:
     summary = run.results()
     res = summary["optimizers"]
-    first = report.class_order(summary["classes"])[0]
+    first = class_order(summary["classes"])[0]
     head = ["optimizer", "val acc", "test acc (95% CI)", f"{first} recall (95% CI)", "test ECE before → after",
             "test NLL before → after", "wrong >90% before → after", "answered / right when answered"]
     rows = [head]
-    for name, r in report.ranked(res):
+    for name, r in ranked(res):
         c, per = r.get("calibration") or {}, (r.get("per_class") or {}).get(first) or {}
         t = c.get("test") or {}
         rows.append([name + (" (winner)" if name == summary["winner"] else ""), pct(r.get("best_val_acc")),
-                     f"{pct(r.get('test_acc'))} ({report.ci_text(r.get('test_acc_ci95'))})",
-                     f"{pct(per.get('recall'))} {per.get('correct', '?')}/{per.get('support', '?')} ({report.ci_text(per.get('recall_ci95'))})",
+                     f"{pct(r.get('test_acc'))} ({ci_text(r.get('test_acc_ci95'))})",
+                     f"{pct(per.get('recall'))} {per.get('correct', '?')}/{per.get('support', '?')} ({ci_text(per.get('recall_ci95'))})",
                      f"{pct(t.get('ece_before'))} → {pct(t.get('ece_after'))}" if t else "-",
                      f"{t['nll_before']:.3f} → {t['nll_after']:.3f}" if t else "-",
                      f"{pct(t.get('confident_mistakes_before'))} → {pct(t.get('confident_mistakes_after'))}" if t else "-",
                      f"{pct(t['answered']['coverage'])} / {pct(t['answered']['accuracy'])}" if t else "-"])
     b = summary["baseline"]
-    rows.append([f"majority class ({b['class']})", "-", f"{pct(b['test_acc'])} ({report.ci_text(b['test_acc_ci95'])})"] + ["-"] * 5)
+    rows.append([f"majority class ({b['class']})", "-", f"{pct(b['test_acc'])} ({ci_text(b['test_acc_ci95'])})"] + ["-"] * 5)
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
     return ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
 

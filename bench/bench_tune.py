@@ -13,7 +13,6 @@ Target: <= 3.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -24,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import models  # noqa: E402,F401  (quiets Paddle)
+from models import rundir  # noqa: E402
 from models.dataset import open_dataset  # noqa: E402
 from train.data import load_splits  # noqa: E402
 from train.tune import DEFAULT_BUDGET  # noqa: E402
@@ -55,10 +55,8 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         plain_wall = timed_run([*common, "--out", os.path.join(tmp, "plain")])
         tuned_wall = timed_run([*common, "--tune", "--tune-budget", str(a.budget), "--out", os.path.join(tmp, "tuned")])
-        with open(os.path.join(tmp, "plain", "results.json")) as f:
-            plain_train = sum(r["train_seconds"] for r in json.load(f)["optimizers"].values())
-        with open(os.path.join(tmp, "tuned", "results.json")) as f:
-            s = json.load(f)["comparison"]["search"]
+        plain_train = sum(r["train_seconds"] for r in rundir.read(os.path.join(tmp, "plain")).results()["optimizers"].values())
+        s = rundir.read(os.path.join(tmp, "tuned")).results()["comparison"]["search"]
     print(f"data {a.data}; {a.optimizers}; {a.epochs} epochs, {a.image_size}px, batch {a.batch_size}; "
           f"trials: {s['trial_epochs']} epoch(s) on {s['subset_size']}/{s['train_size']} training images")
     print(f"plain sweep      : {plain_wall:7.1f} s wall, {plain_train:7.1f} s training")

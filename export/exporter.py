@@ -30,6 +30,7 @@ from tqdm import tqdm
 import models
 from models import inference as backends
 from models import manifest as contract
+from models import ranking
 from models import rundir
 from models.dataset import DatasetError, open_dataset
 from util import runtime
@@ -76,6 +77,20 @@ class Run:
         return self.saved.model
 
 
+@dataclass(frozen=True)
+class Options:
+    """How an export runs, chosen once (export/to_onnx.py's arguments)."""
+    optimizers: tuple | None = None  # None: every optimizer with a best checkpoint
+    winner_only: bool = False  # just the run's winner
+    opset: int = 13
+    force: bool = False  # export again even when nothing changed
+    device: backends.Device | None = None  # None: the GPU when usable, else the CPU
+    data_root: str | None = None  # the dataset, if it moved since training
+    tolerance: float = TOLERANCE  # the proof: max |Δprob| an exported backend may differ from the trained model by
+    progress: bool = True
+    bench_s: float = 0.25  # seconds of timing per backend and batch size
+
+
 @dataclass
 class TestSplit:
     images: np.ndarray  # uint8 N x S x S x 3
@@ -93,14 +108,14 @@ def newest_run(runs_dir: str = RUNS) -> str:
 
 def open_run(run_dir: str, optimizers: list | None = None, winner_only: bool = False) -> Run:
     """The run's settings, results and best checkpoints; RunError if nothing can be exported.
-    `winner_only`: just the run's winner (see `choose_winner`)."""
+    `winner_only`: just the run's winner (results.json's, else the winner rule on its rows: models/ranking.py)."""
     saved, summary = _read_run(run_dir)
     results, run_dir = summary.get("optimizers", {}), saved.path
     names = saved.optimizers
     have = {n: saved.checkpoint(n) for n in names if os.path.isfile(saved.checkpoint(n))}
     named = summary.get("winner") if isinstance(summary.get("winner"), str) and summary.get("winner") else None
     if winner_only:
-        best = named or choose_winner({n: results.get(n, {}).get("best_val_acc") for n in have})
+        best = named or ranking.winner({n: results.get(n, {}) for n in have})
         if best is None:
             raise RunError(f"{run_dir}/results.json names no winner and gives no best validation accuracy to choose "
                            f"one on; pass --optimizers instead of --winner")
@@ -139,13 +154,6 @@ def _selected(run_dir: str, names: list, have: dict, optimizers: list, results: 
         raise RunError(f"no best checkpoint for {', '.join(lacking)} ({_train_status(results, lacking[0])}); "
                        f"train it again or leave it out of --optimizers")
     return {o: have[o] for o in names if o in optimizers}
-
-
-def choose_winner(val_acc: dict) -> str | None:
-    """The name with the highest best validation accuracy; ties go to the earlier one in `val_acc`'s order
-    (the run's optimizer order); None when no accuracy is known. The test split never chooses."""
-    known = [(n, v) for n, v in val_acc.items() if isinstance(v, (int, float))]
-    return max(known, key=lambda nv: nv[1])[0] if known else None  # max keeps the first of equal values
 
 
 def dataset_of(config: dict) -> dict:
@@ -309,9 +317,9 @@ def reference_probabilities(layer: backends.Deployed, images: np.ndarray, spec: 
     return np.exp(backends.log_probabilities(Top(net, NUM_BLOCKS), [[memo[key][v] for v in views]], layer.temperature))
 
 
-def export_model(run: Run, name: str, out: str, split: TestSplit, device: backends.Device, opset: int,
-                 bench_s: float = 0.25, memo: dict | None = None) -> tuple[dict, str, str]:
+def export_model(run: Run, name: str, out: str, split: TestSplit, options: Options, memo: dict | None = None) -> tuple[dict, str, str]:
     """Export one optimizer's model into out/<name>/ and prove it. Returns (manifest entry, onnx provider, output name)."""
+    device, bench_s = options.device, options.bench_s
     t0 = time.perf_counter()
     layer = load_network(run, name)
     load_seconds = time.perf_counter() - t0
@@ -328,7 +336,7 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, device: backen
     os.makedirs(tmp)
     backends.save_static(layer, tmp, [None, 3, run.size, run.size], INPUT_NAME)
     try:
-        got_opset = backends.to_onnx(tmp, opset)
+        got_opset = backends.to_onnx(tmp, options.opset)
     except backends.ConversionError as e:
         raise ModelFailed(f"failed: {e}") from None
     replace_dir(tmp, os.path.join(out, name))
@@ -342,7 +350,7 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, device: backen
         speeds[k] = backends.speed(r, x1, xb, bench_s)
 
     problems = [f"{k} input is named {r.input_name!r}, not {INPUT_NAME!r}" for k, r in runners.items() if r.input_name != INPUT_NAME]
-    acc, diff, more = check_parity(probs, split.labels)
+    acc, diff, more = check_parity(probs, split.labels, options.tolerance)
     problems += more
     n = int(len(split.labels))
     entry = {
@@ -403,35 +411,32 @@ class Report:
         return [r for r in self.rows if r.entry["status"] != "ok"]
 
 
-def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, force: bool = False,
-               device: backends.Device | None = None, data_root: str | None = None, progress: bool = True,
-               bench_s: float = 0.25, winner_only: bool = False) -> Report:
-    """Export every selected model of a run (or only its winner; skipping unchanged ones unless `force`) and
+def export_run(run_dir: str, options: Options = Options()) -> Report:
+    """Export every selected model of a run (or only its winner; skipping unchanged ones unless `options.force`) and
     write the manifest (only when its content changes), holding the export folder's lock (Busy, naming the
     holder's pid, when another export holds it)."""
-    run = open_run(run_dir, optimizers, winner_only)
+    run = open_run(run_dir, list(options.optimizers) if options.optimizers else None, options.winner_only)
     lock = FolderLock(os.path.join(run.dir, "export"), "wait for that export to end")
     try:
-        return _export_run(run, opset, force, device, data_root, progress, bench_s)
+        return _export_run(run, replace(options, device=options.device or backends.choose_device("auto")))
     finally:
         lock.release()
 
 
-def _export_run(run: Run, opset: int, force: bool, device: backends.Device | None, data_root: str | None,
-                progress: bool, bench_s: float) -> Report:
-    device = device or backends.choose_device("auto")
+def _export_run(run: Run, options: Options) -> Report:
+    device = options.device
     out = os.path.join(run.dir, "export")
     path = os.path.join(out, contract.FILE)
     prev, prev_models = _previous(run, path, device)
     shas = {n: sha256(p) for n, p in run.checkpoints.items()}
     calibrations = {n: {k: v for k, v in calibration_of(run, n).items() if k != "fitted"} for n in run.checkpoints}
-    todo = [n for n in run.checkpoints if force or not _unchanged(prev_models.get(n), shas[n], opset, out, calibrations[n])]
-    split = load_test_split(run, data_root, progress) if todo else None
+    todo = [n for n in run.checkpoints
+            if options.force or not _unchanged(prev_models.get(n), shas[n], options.opset, out, calibrations[n])]
+    split = load_test_split(run, options.data_root, options.progress) if todo else None
     _clean(out)
     work = temp_dir(out)  # this process's own: each model is made and proven here, then moved into out
     try:
-        rows, provider, output_name = _export_all(run, todo, prev_models, shas, out, work, split, device, opset,
-                                                  bench_s, progress)
+        rows, provider, output_name = _export_all(run, Batch(todo, prev_models, shas, out, work, split), options)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     entries = _entries(run, rows, prev, prev_models, out)
@@ -442,8 +447,8 @@ def _export_run(run: Run, opset: int, force: bool, device: backends.Device | Non
         [p for p in prev.get("examples", []) if os.path.isfile(os.path.join(out, p))]
     winner, chosen_by = run.winner, "results.json (training: best validation accuracy)"
     if winner is None:
-        winner = choose_winner({n: e.get("best_val_acc") for n, e in entries.items() if e.get("status") == "ok"})
-        chosen_by = "export: highest best validation accuracy among the exported models"
+        winner = ranking.winner({n: run.results.get(n, {}) for n, e in entries.items() if e.get("status") == "ok"})
+        chosen_by = f"export, among the exported models: {ranking.WINNER_RULE}"
     manifest = contract.document(
         model=run.model, classes=run.classes, spec=run.preprocessing, tta=run.saved.settings["tta"], dataset=dataset_of(run.saved.config),
         output_name=output_name or (prev.get("output") or {}).get("name"), device=device.as_dict(), winner=winner,
@@ -480,17 +485,29 @@ def _clean(out: str) -> None:
             shutil.rmtree(os.path.join(out, f), ignore_errors=True)
 
 
-def _export_all(run, todo, prev_models, shas, out, work, split, device, opset, bench_s,
-                progress) -> tuple[list, str | None, str | None]:
+@dataclass
+class Batch:
+    """This export's models: which to export (todo; the others are unchanged), their earlier manifest entries and
+    checkpoint hashes, the export folder, this process's work folder and the test split they are proven on."""
+    todo: list
+    prev_models: dict
+    shas: dict
+    out: str
+    work: str
+    split: TestSplit | None
+
+
+def _export_all(run: Run, batch: Batch, options: Options) -> tuple[list, str | None, str | None]:
     """One Row per selected model (exported, unchanged or failed); the ONNX provider and output name used. Each
-    model is exported and proven in `work`; its files replace those in `out` only when the proof passed."""
+    model is exported and proven in the work folder; its files replace those in the export folder only when the proof
+    passed."""
     rows, output_name, provider, memo = [], None, None, {}
-    for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if progress and todo else True):
-        if n not in todo:
-            rows.append(Row(n, prev_models[n], "unchanged"))
+    for n in tqdm(run.checkpoints, desc="export", unit="model", disable=None if options.progress and batch.todo else True):
+        if n not in batch.todo:
+            rows.append(Row(n, batch.prev_models[n], "unchanged"))
             continue
         try:
-            entry, provider, output_name = export_model(run, n, work, split, device, opset, bench_s, memo)
+            entry, provider, output_name = export_model(run, n, batch.work, batch.split, options, memo)
         except ModelFailed as e:
             runtime.check_stop()  # paddle2onnx killed by Ctrl+C is not this model's fault
             entry = {"status": str(e)}
@@ -498,11 +515,11 @@ def _export_all(run, todo, prev_models, shas, out, work, split, device, opset, b
             runtime.check_stop()  # an interrupt that Paddle's code re-raised as its own error
             entry = {"status": f"failed: {type(e).__name__}: {(str(e).strip().splitlines() or [''])[0][:200]}"}
         if entry["status"] == "ok":
-            replace_dir(os.path.join(work, n), os.path.join(out, n))
-        shutil.rmtree(os.path.join(work, n), ignore_errors=True)
-        shutil.rmtree(os.path.join(work, f".{n}.tmp"), ignore_errors=True)
+            replace_dir(os.path.join(batch.work, n), os.path.join(batch.out, n))
+        shutil.rmtree(os.path.join(batch.work, n), ignore_errors=True)
+        shutil.rmtree(os.path.join(batch.work, f".{n}.tmp"), ignore_errors=True)
         res = run.results.get(n, {})
-        entry.update(checkpoint_sha256=shas[n], best_val_acc=res.get("best_val_acc"), best_epoch=res.get("best_epoch"))
+        entry.update(checkpoint_sha256=batch.shas[n], best_val_acc=res.get("best_val_acc"), best_epoch=res.get("best_epoch"))
         rows.append(Row(n, entry, "exported" if entry["status"] == "ok" else "failed"))
     return rows, provider, output_name
 

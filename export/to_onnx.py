@@ -30,17 +30,23 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--runs", default=exporter.RUNS, help="where to look for the newest run when --run is not given")
     ap.add_argument("--optimizers", help="comma-separated optimizers to export (default: every one with a best checkpoint)")
     ap.add_argument("--winner", action="store_true",
-                    help="export only the run's winner: results.json's, else the highest best validation accuracy")
+                    help="export only the run's winner: results.json's, else the winner rule on its rows "
+                         "(best validation accuracy; ties: lower validation loss; diverged/failed never win)")
     ap.add_argument("--opset", type=int, default=13, help="ONNX opset, 13 or newer (default 13)")
     ap.add_argument("--force", action="store_true", help="export again even when the checkpoint has not changed")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="where the checks and timings run")
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: cores, at most 4)")
     ap.add_argument("--data", help="dataset folder, if it moved since training (default: the one in config.json)")
+    ap.add_argument("--tolerance", type=float, default=exporter.TOLERANCE, help="the proof: the largest |Δprob| an "
+                    "exported backend may differ from the trained model by on any test image (it must also answer the "
+                    "same class on every one)")
     args = ap.parse_args(argv)
     if args.opset < 13:
         ap.error("--opset must be 13 or newer")
     if args.threads is not None and args.threads < 1:
         ap.error("--threads must be at least 1")
+    if not args.tolerance >= 0:
+        ap.error("--tolerance must be a number of at least 0, e.g. 1e-4")
     if args.winner and args.optimizers:
         ap.error("--winner and --optimizers choose the models in two ways; give one of them")
     return args
@@ -81,8 +87,10 @@ def export(args) -> int:
     try:
         device = backends.choose_device(args.device, args.threads)
         run_dir = args.run or exporter.newest_run(args.runs)
-        opts = [o.strip() for o in args.optimizers.split(",") if o.strip()] if args.optimizers else None
-        report = exporter.export_run(run_dir, opts, args.opset, args.force, device, args.data, winner_only=args.winner)
+        names = tuple(o.strip() for o in args.optimizers.split(",") if o.strip()) if args.optimizers else None
+        report = exporter.export_run(run_dir, exporter.Options(
+            optimizers=names, winner_only=args.winner, opset=args.opset, force=args.force, device=device,
+            data_root=args.data, tolerance=args.tolerance))
     except (exporter.RunError, RuntimeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -1,10 +1,11 @@
 """What training, export and serving share: class names, preprocessing, networks, dataset listing."""
 from util import runtime  # noqa: F401  (first: quiets Paddle before it is imported)
 from models.preprocess import MEAN, STD, ImageError, Preprocessing, load_rgb
-from models.networks import DEFAULT_SIZE, MODELS, build_model, cache_root, preprocessing
+from models.cards import MODELS
+from models.networks import build_model, cache_root, preprocessing
 
 # The Kaggle "Bee or Wasp?" classes, in label order.
 CLASSES = ("bee", "wasp", "other_insect", "other_noinsect")
 
-__all__ = ["CLASSES", "DEFAULT_SIZE", "MEAN", "STD", "MODELS", "ImageError", "Preprocessing", "build_model",
+__all__ = ["CLASSES", "MEAN", "STD", "MODELS", "ImageError", "Preprocessing", "build_model",
            "cache_root", "load_rgb", "preprocessing"]

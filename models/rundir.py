@@ -1,5 +1,6 @@
-"""The run directory (runs/<run>/), the contract between training and export: one writer of config.json
-(`config_document`), one reader of the whole folder (`RunDir`).
+"""The run directory (runs/<run>/), the whole contract between training and export: every file name of a run and
+of an optimizer's folder (below; nothing else spells them), one writer of config.json (`config_document`), one
+reader of the whole folder (`RunDir`).
 
 config.json holds each setting once:
   settings       what the user chose: model, finetune, pretrained, epochs, batch_size, seed, tta (test-time views;
@@ -10,8 +11,10 @@ config.json holds each setting once:
   augmentation, distributed, versions, and with --tune the search plan.
 A run resumes only where its `identity` (settings + image size + data fingerprint) is unchanged.
 Per optimizer: <name>/best.pdparams (the whole network at the best validation accuracy), last.pdstate,
-history.json, result.json, test_predictions.json. results.json: the winner and one row per optimizer
-(train/report.py). Runs written before config.json had "settings" (flat keys) are read too.
+history.json, result.json (with the calibration fitted on validation), test_predictions.json, curves.png,
+confusion.png; with --seeds <name>/seed<s>/ the same; with --tune tune/<name>/lr_<rate>/ per trial.
+results.json: the winner (models/ranking.py) and one row per optimizer (train/summary.py). Runs written before
+config.json had "settings" (flat keys) are read too.
 """
 from __future__ import annotations
 
@@ -25,8 +28,35 @@ from util.io import DamagedFile, read_json
 SETTINGS = ("model", "finetune", "pretrained", "epochs", "batch_size", "seed", "tta")
 # what runs written before a setting existed did, for each such setting
 BEFORE = {"tta": "none"}
-BOARD = ("leaderboard.md", "compare.png", "leaderboard.png", "calibration.png", "confusion.png", "mistakes.png")  # what people look at
-CONFIG, RESULTS, CHECKPOINT = "config.json", "results.json", "best.pdparams"
+# ---- every file name of a run folder (this module is the only place they are spelled) -----------------------
+CONFIG, RESULTS = "config.json", "results.json"  # the run's settings (written first) and results (written last)
+LEADERBOARD, COMPARE, LEADERBOARD_PNG, CALIBRATION, CONFUSION, MISTAKES = (
+    "leaderboard.md", "compare.png", "leaderboard.png", "calibration.png", "confusion.png", "mistakes.png")
+BOARD = (LEADERBOARD, COMPARE, LEADERBOARD_PNG, CALIBRATION, CONFUSION, MISTAKES)  # what people look at (export copies)
+VAL_CURVES, LR_SENSITIVITY = "val_curves.png", "lr_sensitivity.png"  # with --seeds / --tune
+EXPORT = "export"  # export/to_onnx.py's folder inside the run
+# per optimizer (runs/<run>/<optimizer>/, and each of its seed and trial folders):
+CHECKPOINT = "best.pdparams"  # the whole network at the best validation accuracy
+LAST = "last.pdstate"  # what resume needs: model + optimizer state, finished epoch, best so far, history
+HISTORY = "history.json"  # one row per epoch
+RESULT = "result.json"  # the optimizer's result row, written last: it is done
+PREDICTIONS = "test_predictions.json"  # the best checkpoint's calibrated test probabilities
+CURVES = "curves.png"  # and CONFUSION, its own confusion matrix
+
+
+def init_weights(run: str, seed: int, base_seed: int) -> str:
+    """The initial weights every optimizer of seed `seed` starts from."""
+    return os.path.join(run, "init.pdparams" if seed == base_seed else f"init_seed{seed}.pdparams")
+
+
+def optimizer_dir(run: str, name: str, seed: int | None = None, base_seed: int | None = None) -> str:
+    """An optimizer's folder; with --seeds, seed `seed`'s (the base seed's is the optimizer folder itself)."""
+    return os.path.join(run, name) if seed is None or seed == base_seed else os.path.join(run, name, f"seed{seed}")
+
+
+def trial_dir(run: str, name: str, lr: float) -> str:
+    """A learning-rate trial's folder (--tune)."""
+    return os.path.join(run, "tune", name, f"lr_{lr:.3g}")
 
 
 class RunDirError(ValueError):

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -131,6 +132,35 @@ def onnx_model(path, size=32, classes=4, bias=None, external=None) -> str:
     with open(path, "wb") as f:
         f.write(model.SerializeToString())
     return str(path)
+
+
+def saved_epochs(folder: str) -> list:
+    """(epoch, seconds) of every epoch whose state resume can start from (last.pdstate's): a rerun that trains one
+    of them again gives it another time, so an equal list after the rerun proves those epochs were not retrained."""
+    from util.io import load_paddle
+
+    last = os.path.join(folder, "last.pdstate")
+    if not os.path.isfile(last):
+        return []
+    return [(h["epoch"], h["seconds"]) for h in load_paddle(last)["history"]]
+
+
+def interrupt_mid_run(cmd: list, watch: str, done: str, sig=signal.SIGKILL, tries: int = 3, timeout: float = 180):
+    """Start `python cmd...`, send `sig` once `watch` (a file training writes after an epoch) exists, and wait.
+    Retried from scratch (`done`, a file written only when the work finished, is removed with its folder's run) when
+    the signal came too late; skips the test after `tries` late attempts, instead of failing on a fast machine."""
+    for _ in range(tries):
+        proc = subprocess.Popen([sys.executable, *map(str, cmd)], cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + timeout
+        while not os.path.exists(watch) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        if os.path.exists(watch) and not os.path.exists(done):
+            return proc
+        out = cmd[cmd.index("--out") + 1]
+        shutil.rmtree(str(out), ignore_errors=True)  # too late (or it never started): again, from nothing
+    pytest.skip(f"could not interrupt {os.path.basename(str(cmd[0]))} mid-run in {tries} tries")
 
 
 def free_port() -> int:

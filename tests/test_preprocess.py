@@ -26,9 +26,19 @@ def left_red_right_blue(w=40, h=20) -> Image.Image:
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "LA", "CMYK", "I;16", "I", "F", "1"])
 def test_every_mode_becomes_rgb(mode):
-    img = left_red_right_blue().convert("L").convert(mode) if mode in ("I;16", "I", "F") else left_red_right_blue().convert(mode)
+    grey = np.asarray(left_red_right_blue().convert("L"))
+    wide = {"I;16": (grey.astype(np.uint16) * 257, "I;16"), "I": (grey.astype(np.int32) * 65793, "I"),
+            "F": (grey.astype(np.float32) / 255, "F")}  # each mode's own full range
+    img = Image.fromarray(*wide[mode]) if mode in wide else left_red_right_blue().convert(mode)
     out = load_rgb(encode(img, "TIFF" if mode in ("I;16", "I", "F", "CMYK") else "PNG"))
     assert out.mode == "RGB" and out.size == (40, 20)
+    # the picture survives, not only its size: the left half differs from the right half as in the original
+    a = np.asarray(out, dtype=float)
+    left, right = a[:, :20].mean(axis=(0, 1)), a[:, 20:].mean(axis=(0, 1))
+    if mode in ("P", "RGBA", "CMYK"):  # colour kept: red on the left, blue on the right
+        assert left[0] > 200 > left[2] and right[2] > 200 > right[0], (left, right)
+    else:  # grey (or black and white): red and blue have different brightness, so the halves differ
+        assert abs(left - right).max() > 10, (left, right)
 
 
 def test_sixteen_bit_keeps_its_range():
@@ -53,10 +63,11 @@ def test_exif_rotation_is_applied():
 
 
 def test_gif_first_frame():
-    frames = [Image.new("P", (8, 8), i) for i in (1, 2)]
+    frames = [Image.new("RGB", (8, 8), colour).convert("P") for colour in ((255, 0, 0), (0, 0, 255))]  # red, then blue
     data = io.BytesIO()
     frames[0].save(data, format="GIF", save_all=True, append_images=frames[1:])
-    assert load_rgb(data.getvalue()).size == (8, 8)
+    out = np.asarray(load_rgb(data.getvalue()))
+    assert out.shape == (8, 8, 3) and (out[..., 0] > 200).all() and (out[..., 2] < 50).all()  # the first frame: red
 
 
 @pytest.mark.parametrize("data, words", [

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from train import report, stats
+from models import ranking
+from train import figures, stats, tables
+from train.summary import class_report, majority_baseline, prediction_record, select_mistakes, summarize
 from util.fmt import pct
 
 from conftest import load_json
@@ -45,10 +47,10 @@ def crafted(n=60, seed=0):
         right = np.zeros(n, bool)
         right[rng.permutation(n)[:n_right]] = True
         pred = np.where(right, labels, (labels + 1) % 3)
-        predictions[name] = report.prediction_record(labels, probs_for(labels, pred, rng.uniform(0.4, 0.99, n)))
+        predictions[name] = prediction_record(labels, probs_for(labels, pred, rng.uniform(0.4, 0.99, n)))
         results[name] = row(val, n_right / n, status)
         histories[name] = history([val - 0.1, val, val - 0.05][: 2 if status != "done" else 3])
-        results[name]["best_val_loss"] = report.best_val_loss(histories[name], 2)
+        results[name]["best_val_loss"] = ranking.best_val_loss(histories[name], 2)
     return results, histories, predictions, labels
 
 
@@ -56,18 +58,18 @@ def crafted(n=60, seed=0):
 
 def test_the_winner_is_chosen_on_validation_even_when_test_disagrees(tmp_path):
     results, histories, predictions, labels = crafted()
-    summary = report.summarize(results, predictions, CLASSES)
+    summary = summarize(results, predictions, CLASSES)
     assert summary["winner"] == "steady"  # best val among those that finished; 'lucky' tests better, 'wild' diverged
-    assert [n for n, _ in report.ranked(results)] == ["steady", "lucky", "slow", "wild"]
+    assert [n for n, _ in ranking.ranked(results)] == ["steady", "lucky", "slow", "wild"]
     images = np.zeros((len(labels), 8, 8, 3), np.uint8)
-    report.write_reports(str(tmp_path), results, histories, "crafted", None, summary, predictions, images)
+    figures.write_reports(str(tmp_path), results, histories, "crafted", None, summary, predictions, images)
     board = open(tmp_path / "leaderboard.md").read()
     table = [line for line in board.splitlines() if line.startswith("| ") and "optimizer" not in line]
     assert [line.split(" | ")[1] for line in table[:4]] == ["steady", "lucky", "slow", "wild"]
     assert "winner: steady" in board and "| winner |" in table[0]
     assert "majority class (bee)" in table[4]  # the baseline row
     assert "\n- 95% CI: Wilson score interval over the 60 test images" in board
-    text = report.leaderboard_text(results, summary)
+    text = tables.leaderboard_text(results, summary)
     assert text.splitlines()[1].split()[:2] == ["1", "steady"] and "winner: steady" in text
     for f in ("leaderboard.png", "compare.png", "confusion.png", "mistakes.png"):
         with Image.open(tmp_path / f) as im:
@@ -76,11 +78,11 @@ def test_the_winner_is_chosen_on_validation_even_when_test_disagrees(tmp_path):
 
 def test_ties_on_validation_go_to_lower_validation_loss_then_run_order():
     rows = {"a": row(0.8, 0.5), "b": row(0.8, 0.9), "c": row(0.8, 0.7)}
-    assert report.winner(rows) == "a"  # no losses known: the run's order
+    assert ranking.winner(rows) == "a"  # no losses known: the run's order
     rows["a"]["best_val_loss"], rows["b"]["best_val_loss"], rows["c"]["best_val_loss"] = 0.40, 0.30, 0.30
-    assert [n for n, _ in report.ranked(rows)] == ["b", "c", "a"]
-    assert report.winner({"x": row(0.9, 0.9, "failed: RuntimeError: boom"), "y": row(0.9, 0.9, "diverged at epoch 1")}) is None
-    assert "winner: none" in report.winner_line({"x": row(0.9, 0.9, "diverged at epoch 1")})
+    assert [n for n, _ in ranking.ranked(rows)] == ["b", "c", "a"]
+    assert ranking.winner({"x": row(0.9, 0.9, "failed: RuntimeError: boom"), "y": row(0.9, 0.9, "diverged at epoch 1")}) is None
+    assert "winner: none" in tables.winner_line({"x": row(0.9, 0.9, "diverged at epoch 1")})
 
 
 def test_with_seeds_the_ranking_uses_mean_best_validation_accuracy():
@@ -91,10 +93,10 @@ def test_with_seeds_the_ranking_uses_mean_best_validation_accuracy():
         return r
 
     rows = {"hi_test": seeded(0.70, 0.95), "hi_val": seeded(0.90, 0.60), "bad_seed": seeded(0.99, 0.99, ("done", "diverged at epoch 2"))}
-    assert [n for n, _ in report.ranked(rows)] == ["hi_val", "hi_test", "bad_seed"]
-    assert report.winner(rows) == "hi_val"
-    table = report.seeded_rows(rows)
-    assert table[0][2] == "hi_val" and "winner: hi_val" in report.winner_line(rows)
+    assert [n for n, _ in ranking.ranked(rows)] == ["hi_val", "hi_test", "bad_seed"]
+    assert ranking.winner(rows) == "hi_val"
+    table = tables.seeded_rows(rows)
+    assert table[0][2] == "hi_val" and "winner: hi_val" in tables.winner_line(rows)
 
 
 # ---- per class ------------------------------------------------------------------------------------------
@@ -102,7 +104,7 @@ def test_with_seeds_the_ranking_uses_mean_best_validation_accuracy():
 def test_confusion_and_per_class_results_match_the_split():
     labels = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
     pred = np.array([0, 0, 1, 2, 1, 1, 2, 2, 2, 0])
-    rep = report.class_report(labels, probs_for(labels, pred), CLASSES)
+    rep = class_report(labels, probs_for(labels, pred), CLASSES)
     m = np.array(rep["confusion"]["matrix"])
     assert m.tolist() == [[2, 1, 1], [0, 2, 0], [1, 0, 3]]  # rows true, columns predicted
     assert m.sum(axis=1).tolist() == np.bincount(labels).tolist() and m.sum() == len(labels)
@@ -112,17 +114,17 @@ def test_confusion_and_per_class_results_match_the_split():
     assert bee["recall_ci95"] == pytest.approx(list(stats.wilson(2, 4)))  # 2 of 4 bees: a wide interval
     assert rep["per_class"]["wasp"]["precision"] == pytest.approx(2 / 3) and rep["per_class"]["wasp"]["recall"] == 1.0
     assert rep["test_acc"] == 0.7 and rep["correct"] == 7
-    never = report.class_report(labels, probs_for(labels, np.zeros(10, int)), CLASSES)
+    never = class_report(labels, probs_for(labels, np.zeros(10, int)), CLASSES)
     assert never["per_class"]["wasp"]["precision"] is None and never["per_class"]["wasp"]["recall"] == 0.0
 
 
 def test_majority_baseline_is_the_best_constant_answer():
     test = np.array([0, 0, 1, 2, 2, 2, 2, 1])
-    b = report.majority_baseline(test, CLASSES)
+    b = majority_baseline(test, CLASSES)
     assert b["class"] == "other_insect" and b["test_acc"] == 4 / 8  # no constant answer scores more
     lo, hi = b["test_acc_ci95"]
     assert lo < 0.5 < hi
-    assert report.majority_baseline(np.array([0, 1, 1, 0]), CLASSES)["class"] == "bee"  # ties: the earlier class
+    assert majority_baseline(np.array([0, 1, 1, 0]), CLASSES)["class"] == "bee"  # ties: the earlier class
 
 
 # ---- uncertainty -----------------------------------------------------------------------------------------
@@ -155,17 +157,17 @@ def test_mcnemar_with_holm_marks_who_is_not_distinguishable_from_the_winner():
     assert stats.mcnemar(base, worse) == {"a_only": 10, "b_only": 0, "p": pytest.approx(2 / 1024)}
     assert stats.mcnemar(base, close)["p"] == pytest.approx(2 * 37 / 256)
     assert stats.mcnemar(base, twin)["p"] == 1.0
-    preds = {name: report.prediction_record(labels, probs_for(labels, np.where(right, 0, 1)))
+    preds = {name: prediction_record(labels, probs_for(labels, np.where(right, 0, 1)))
              for name, right in (("best", base), ("twin", twin), ("worse", worse), ("close", close))}
     results = {"best": row(0.9, 0.8), "twin": row(0.85, 0.8), "worse": row(0.8, 0.7), "close": row(0.7, 0.76)}
-    summary = report.summarize(results, preds, ["a", "b"])
+    summary = summarize(results, preds, ["a", "b"])
     assert summary["winner"] == "best" and summary["significance"]["comparisons"] == 3
     v = {n: results[n]["vs_winner"] for n in ("twin", "worse", "close")}
     assert v["worse"]["p_holm"] == pytest.approx(3 * 2 / 1024) and v["worse"]["distinguishable"]
     assert v["close"]["p_holm"] == pytest.approx(2 * 2 * 37 / 256) and not v["close"]["distinguishable"]
     assert v["twin"]["p_holm"] == 1.0 and not v["twin"]["distinguishable"]
     assert (v["worse"]["winner_only_right"], v["worse"]["only_this_right"]) == (10, 0)
-    cells = {r[1]: r[5] for r in report.leaderboard_rows(results, summary)}
+    cells = {r[1]: r[5] for r in tables.leaderboard_rows(results, summary)}
     assert cells["best"] == "winner" and cells["worse"].startswith("≠") and cells["close"].startswith("≈")
     assert cells["worse"] == "≠ p=0.0059"
 
@@ -177,13 +179,13 @@ def test_mistakes_are_only_misclassified_images_most_confident_first(tmp_path):
     pred = np.array([0, 2, 2, 1, 1, 0, 2])  # wrong: 1, 3, 5, 6
     conf = np.array([0.99, 0.6, 0.9, 0.95, 0.5, 0.6, 0.7])
     probs = probs_for(labels, pred, conf)
-    assert report.select_mistakes(labels, probs) == [3, 6, 1, 5]  # by confidence; ties keep image order
-    assert report.select_mistakes(labels, probs, limit=2) == [3, 6]
-    assert report.select_mistakes(labels, probs_for(labels, labels)) == []
+    assert select_mistakes(labels, probs) == [3, 6, 1, 5]  # by confidence; ties keep image order
+    assert select_mistakes(labels, probs, limit=2) == [3, 6]
+    assert select_mistakes(labels, probs_for(labels, labels)) == []
     images = np.random.default_rng(0).integers(0, 255, (7, 12, 12, 3), dtype=np.uint8)
-    shown = report.plot_mistakes(images, labels, probs, CLASSES, str(tmp_path / "m.png"), "test")
+    shown = figures.plot_mistakes(images, labels, probs, CLASSES, str(tmp_path / "m.png"), "test")
     assert shown == [3, 6, 1, 5] and all(pred[i] != labels[i] for i in shown)
-    report.plot_mistakes(images, labels, probs_for(labels, labels), CLASSES, str(tmp_path / "none.png"), "test")
+    figures.plot_mistakes(images, labels, probs_for(labels, labels), CLASSES, str(tmp_path / "none.png"), "test")
     for f in ("m.png", "none.png"):
         with Image.open(tmp_path / f) as im:
             assert im.format == "PNG"
@@ -191,24 +193,29 @@ def test_mistakes_are_only_misclassified_images_most_confident_first(tmp_path):
 
 # ---- readable plots for many optimizers -------------------------------------------------------------------
 
-def test_compare_plot_gives_sixteen_optimizers_distinct_colours(tmp_path):
-    from train.optimizers import NAMES
+def test_compare_plot_is_readable_with_every_registry_optimizer(tmp_path):
+    """25+ optimizers: one pair of panels per family, every optimizer drawn once, distinct colours within a family."""
+    from train.optimizers import NAMES, REGISTRY
 
-    names = list(NAMES[:14]) + ["extra1", "extra2"]  # sixteen; 25+ entries are issue 20's "readable at 25"
-    assert len(names) == 16
+    names = list(NAMES) + ["extra1", "extra2"]  # two the registry does not know: the "other" family
+    assert len(names) >= 27
     histories = {n: history([0.5, 0.6, 0.7], first_loss=12.6 if n == "adam" else 1.0) for n in names}
-    colours = report.plot_compare(histories, str(tmp_path / "compare.png"), {"sgd": "diverged at epoch 2"})
+    colours = figures.plot_compare(histories, str(tmp_path / "compare.png"), {"sgd": "diverged at epoch 2"})
     assert sorted(colours) == sorted(names)
-    assert len(set(colours.values())) == len(names)  # every curve its own colour
-    styles = {(report._style(i)["color"], report._style(i)["ls"]) for i in range(40)}
-    assert len({report._style(i)["color"] for i in range(20)}) == 20 and len(styles) == 40
+    groups = figures.families(names)
+    assert sum(len(m) for m in groups.values()) == len(names) and groups["other"] == ["extra1", "extra2"]
+    for family, members in groups.items():
+        assert all(family == "other" or REGISTRY[n].family == family for n in members)
+        assert len({colours[n] for n in members}) == len(members), family  # every curve of a panel its own colour
+    styles = {(figures._style(i)["color"], figures._style(i)["ls"]) for i in range(40)}
+    assert len({figures._style(i)["color"] for i in range(20)}) == 20 and len(styles) == 40
     with Image.open(tmp_path / "compare.png") as im:
-        assert im.format == "PNG" and im.size[0] > 900
+        assert im.format == "PNG" and im.size[0] > 900 and im.size[1] > 900
 
 
 def test_confusion_small_multiples_for_many_optimizers(tmp_path):
     m = [[5, 1, 0], [2, 3, 1], [0, 0, 6]]
-    report.plot_confusions({f"opt{i}": m for i in range(15)}, CLASSES, str(tmp_path / "c.png"))
+    figures.plot_confusions({f"opt{i}": m for i in range(15)}, CLASSES, str(tmp_path / "c.png"))
     with Image.open(tmp_path / "c.png") as im:
         assert im.format == "PNG" and im.size[0] > 900 and im.size[1] > 600
 
@@ -217,10 +224,10 @@ def test_confusion_small_multiples_for_many_optimizers(tmp_path):
 
 def test_one_percentage_format_and_the_sweep_line():
     assert pct(0.7368) == "73.7%" and pct(None) == "-" and pct(float("nan")) == "-"
-    assert report.ci_text((0.601, 0.8)) == "60.1–80.0%"
-    line = report.sweep_line(done=3, total=14, trained=2, to_train=13, elapsed=240.0)
+    assert tables.ci_text((0.601, 0.8)) == "60.1–80.0%"
+    line = tables.sweep_line(done=3, total=14, trained=2, to_train=13, elapsed=240.0)
     assert line == "sweep: 3/14 optimizers done, 11 left, about 22.0 min left (2.0 min per optimizer)"
-    assert report.sweep_line(14, 14, 14, 14, 100.0) == "sweep: 14/14 optimizers done, 0 left"
+    assert tables.sweep_line(14, 14, 14, 14, 100.0) == "sweep: 14/14 optimizers done, 0 left"
 
 
 # ---- through the CLI ------------------------------------------------------------------------------------

@@ -2,16 +2,13 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
+import re
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import HYMENOPTERA, KAGGLE_LABELS, ROOT, load_json, run_cli
+from conftest import HYMENOPTERA, KAGGLE_LABELS, interrupt_mid_run, load_json, run_cli, saved_epochs
 
 
 def test_sweep_writes_the_run_directory_and_learns(tiny_run):
@@ -74,18 +71,17 @@ def _sweep_args(data, out):
 def test_kill_and_rerun_resumes_to_the_same_results(kaggle_fixture, tmp_path):
     ref, killed = str(tmp_path / "ref"), str(tmp_path / "killed")
     run_cli(*_sweep_args(kaggle_fixture, ref))
-    proc = subprocess.Popen([sys.executable, *_sweep_args(kaggle_fixture, killed)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    hist = os.path.join(killed, "adam", "history.json")
-    deadline = time.time() + 120
-    while not os.path.exists(hist) and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)  # mid-sweep: momentum finished, adam partway
-    proc.wait()
-    assert not os.path.exists(os.path.join(killed, "adam", "result.json")), "the kill came too late to test resume"
+    # kill -9 mid-sweep: momentum finished, adam partway (at least one epoch saved)
+    interrupt_mid_run(_sweep_args(kaggle_fixture, killed), os.path.join(killed, "adam", "last.pdstate"),
+                      os.path.join(killed, "adam", "result.json"))
     done_before = os.path.getmtime(os.path.join(killed, "momentum", "result.json"))
-    run_cli(*_sweep_args(kaggle_fixture, killed))
+    saved = saved_epochs(os.path.join(killed, "adam"))
+    assert 1 <= len(saved) < 4
+    p = run_cli(*_sweep_args(kaggle_fixture, killed))
     assert os.path.getmtime(os.path.join(killed, "momentum", "result.json")) == done_before  # not retrained
+    assert saved_epochs(os.path.join(killed, "adam"))[:len(saved)] == saved  # adam's saved epochs not trained again
+    trained = [int(e) for e in re.findall(r"adam epoch (\d+)/4:", p.stderr)]
+    assert trained == list(range(len(saved) + 1, 5)) and "momentum epoch" not in p.stderr
     a, b = load_json(os.path.join(ref, "results.json"))["optimizers"], load_json(os.path.join(killed, "results.json"))["optimizers"]
     for name in ("momentum", "adam"):
         for key in ("status", "best_val_acc", "best_epoch", "test_acc", "test_loss"):
@@ -200,6 +196,29 @@ def test_every_entry_point_explains_its_flags(script, flags):
         assert flag in p.stdout, flag
 
 
+def test_default_dataset_is_downloaded_and_found_one_folder_down(kaggle_fixture, tmp_path, monkeypatch):
+    """No --data and no data/kaggle_bee_vs_wasp: kagglehub downloads the public dataset (online users); its archive
+    unpacks into kaggle_bee_vs_wasp/ under the folder kagglehub returns, so labels.csv is found one folder down."""
+    import shutil
+
+    import kagglehub
+
+    from models.dataset import open_dataset
+    from train import data
+
+    download = tmp_path / "kagglehub-cache"
+    shutil.copytree(kaggle_fixture, download / "kaggle_bee_vs_wasp")
+    asked = []
+    monkeypatch.setattr(kagglehub, "dataset_download", lambda handle: asked.append(handle) or str(download))
+    monkeypatch.setattr(data, "DEFAULT_DATA", "/no/such/kaggle_bee_vs_wasp")
+    ds, note = data.resolve(None)
+    assert asked == ["jerzydziewierz/bee-vs-wasp"] and note == ""
+    assert ds.root == str(download / "kaggle_bee_vs_wasp") and ds.layout == "kaggle"
+    here = open_dataset(kaggle_fixture)
+    assert [(os.path.relpath(s.path, ds.root), s.label, s.split) for s in ds.samples] == \
+        [(os.path.relpath(s.path, here.root), s.label, s.split) for s in here.samples]
+
+
 def test_offline_default_dataset_names_the_options(monkeypatch):
     """No --data and no data/kaggle_bee_vs_wasp: the kagglehub download is tried; offline, one line with the options."""
     import kagglehub
@@ -217,3 +236,30 @@ def test_offline_default_dataset_names_the_options(monkeypatch):
         data.resolve(None)
     msg = str(e.value)
     assert "--data DIR" in msg and "--data synthetic" in msg and "kaggle_bee_vs_wasp" in msg and "\n" not in msg
+
+
+def test_schedule_free_is_evaluated_and_checkpointed_at_its_average(kaggle_fixture, tmp_path):
+    """sf_sgd keeps the gradient point y in the parameters while it trains; every epoch is judged and saved at its
+    average x (opt.eval(), BatchNorm statistics recomputed at x): last.pdstate's weights are the optimizer's saved x,
+    not y = (1 - β)·z + β·x, and resuming from them continues at y (the run finishes with the same numbers)."""
+    import models
+    from util.io import load_paddle
+
+    out = tmp_path / "sf"
+    run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sf_sgd", "--epochs", "2", "--model", "smallcnn",
+            "--image-size", "32", "--batch-size", "16", "--out", out)
+    last = load_paddle(str(out / "sf_sgd" / "last.pdstate"))
+    state = last["optimizer"]["state"]  # keyed by the position of each parameter in the model's parameters()
+    beta = load_json(str(out / "config.json"))["hyperparams"]["sf_sgd"]["momentum"]
+    names = [n for n, _ in models.build_model("smallcnn", 4).named_parameters()]
+    assert len(names) == len(last["optimizer"]["params"])
+    for i, name in enumerate(names):
+        x, z = np.asarray(state[f"{i}:x"]), np.asarray(state[f"{i}:z"])
+        w = np.asarray(last["model"][name])
+        assert np.array_equal(w, x), name  # saved at x, bit for bit
+        assert not np.allclose(w, (1 - beta) * z + beta * x), name  # ... and x is not y here
+    r = load_json(str(out / "sf_sgd" / "result.json"))
+    assert r["status"] == "done" and r["best_val_acc"] > 0.5 and r["test_acc"] > 0.5
+    if r["best_epoch"] == 2:
+        best = load_paddle(str(out / "sf_sgd" / "best.pdparams"))
+        assert all(np.array_equal(np.asarray(best[k]), np.asarray(v)) for k, v in last["model"].items())

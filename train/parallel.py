@@ -47,10 +47,11 @@ def run_parallel(run: str, names: list[str], n: int, pref: str, cache_dir: str, 
     Returns {name: result row}, in `names` order; on_result(name, row) is called as each one ends."""
     from tqdm import tqdm
 
+    from models import rundir
     from util.io import read_json
 
     envs = slot_envs(n, pref)
-    results = {name: read_json(os.path.join(run, name, "result.json")) for name in names}  # finished before
+    results = {name: read_json(os.path.join(run, name, rundir.RESULT)) for name in names}  # finished before
     queue, running = [name for name in names if results[name] is None], {}  # running: slot -> (name, Popen, log)
     for name in names:
         if results[name] is not None and on_result:
@@ -70,7 +71,7 @@ def run_parallel(run: str, names: list[str], n: int, pref: str, cache_dir: str, 
                 if code is None:
                     continue
                 del running[slot]
-                row = read_json(os.path.join(run, name, "result.json")) if code == 0 else None
+                row = read_json(os.path.join(run, name, rundir.RESULT)) if code == 0 else None
                 results[name] = row or {"status": _failure(log, code)}
                 log.close()
                 bar.update()
@@ -97,20 +98,19 @@ def worker_main(argv=None) -> int:
     from models import rundir
     from train import features
     from train.data import resolve
-    from train.loop import FAILURES, failure, train_one
+    from train.loop import FAILURES, Job, failure, train_one
     from train.setup import Setup
     from util.io import load_paddle
 
     run = rundir.read(args.run)
     device = runtime.pick_device(args.device)
     ds, _ = resolve(run.data["root"])  # --data synthetic too: the parent generated it there
-    setup, init_state = Setup.of_run(run), load_paddle(os.path.join(args.run, "init.pdparams"))
+    setup, init_state = Setup.of_run(run), load_paddle(rundir.init_weights(args.run, run.settings["seed"], run.settings["seed"]))
     splits, _ = features.load(ds, setup, init_state, args.cache_dir, device=device)  # the parent made both caches
     s = run.settings
     try:
-        train_one(args.optimizer, os.path.join(args.run, args.optimizer), setup=setup, init_state=init_state,
-                  hyperparams=run.config["hyperparams"][args.optimizer], splits=splits, epochs=s["epochs"],
-                  batch_size=s["batch_size"], seed=s["seed"])
+        train_one(args.optimizer, os.path.join(args.run, args.optimizer), Job(
+            setup, init_state, run.config["hyperparams"][args.optimizer], splits, s["epochs"], s["batch_size"], s["seed"]))
     except FAILURES as e:  # the same failures, and the same status line, as the sequential sweep
         print(failure(e), file=sys.stderr)
         return 1

@@ -7,7 +7,7 @@ Data-parallel: one optimizer at a time, every rank trains the same model on its 
     python -m paddle.distributed.launch --nnodes 2 --master 10.0.0.1:8090 train/run_all.py ...
 
 The launcher starts one process per rank with PADDLE_TRAINER_ID / PADDLE_TRAINERS_NUM set (and
-PADDLE_DISTRI_BACKEND=gloo when it finds no GPU); `setup` reads them and joins the process group.
+PADDLE_DISTRI_BACKEND=gloo when it finds no GPU); `join` reads them and joins the process group.
 `--batch-size` stays the global batch: each rank takes its contiguous shard of every batch of the same
 epoch permutation (train/data.py `batches`), the loss is scaled so that DataParallel's averaged gradient
 is the gradient of the whole batch, and BatchNorm running statistics are averaged over the ranks after
@@ -31,15 +31,15 @@ import paddle.distributed as dist
 from train.data import shard
 from util.io import load_paddle
 
-RANK, WORLD = 0, 1  # this process's rank and the number of ranks; set by setup()
+RANK, WORLD = 0, 1  # this process's rank and the number of ranks; set by join()
 LR_RULE = ("none: --batch-size is the global batch whatever the number of ranks (each rank computes "
            "its shard of every batch), so steps per epoch, learning rate and schedule equal a "
            "single-process run's. For a larger global batch raise --batch-size and scale the learning "
            "rate with --lr yourself (linear rule, Goyal et al. 2017: batch x k -> lr x k)")
 
 
-def setup(pref: str) -> str:
-    """Choose the device ('auto'|'cpu'|'gpu') and, under the launcher, join the process group.
+def join(pref: str) -> str:
+    """Take the device ('auto'|'cpu'|'gpu') and, under the launcher, join the process group.
 
     Returns the device string in use. With one rank this is runtime.pick_device alone; with
     several, a GPU rank takes the card the launcher gave it (FLAGS_selected_gpus, never touching gpu:0

@@ -24,13 +24,13 @@ from util.io import DamagedFile  # noqa: E402
 
 
 def main(argv=None) -> int:
-    args = cli.parse_args(argv, __doc__.split("\n\n")[0])
+    plan = cli.plan(argv, __doc__.split("\n\n")[0])  # every setting resolved and checked (exit 2 otherwise)
     runtime.on_stop_signals()  # SIGTERM and Ctrl+C: KeyboardInterrupt, no Paddle FatalError block
-    from train import compare, sweep
+    from train import driver
 
     try:
-        return (compare.run if args.compare else sweep.run)(args)
-    except sweep.SweepError as e:
+        return driver.run(plan)
+    except driver.SweepError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,14 +4,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import models
+from models import cards
+from models.efficientnet import Top
 from models.inference import check_tta
-from models.efficientnet import NUM_BLOCKS, Top
-
-# regime -> first trainable block of efficientnet_lite0 (None: every layer trains, no feature cache)
-REGIMES = {"head": NUM_BLOCKS, "top": NUM_BLOCKS - 1, "all": None}
-REGIME_HELP = {"head": "a new classifier on the frozen backbone's pooled features (cached once)",
-               "top": "the last MBConv block, the head conv and a new classifier (block-15 inputs cached once)",
-               "all": "every layer, from the initial weights (pretrained or not)"}
 
 
 @dataclass(frozen=True)
@@ -25,11 +20,9 @@ class Setup:
 
     def __post_init__(self):
         check_tta(self.tta)
-        if self.regime not in REGIMES:
-            raise ValueError(f"unknown fine-tuning regime {self.regime!r}; choose one of {', '.join(REGIMES)}")
-        if self.regime != "all" and self.model != "efficientnet_lite0":
-            raise ValueError(f"--finetune {self.regime} needs --model efficientnet_lite0 (the model with a cached "
-                             f"frozen part); {self.model} trains with --finetune all")
+        problem = regime_problem(self.model, self.regime)
+        if problem:
+            raise ValueError(problem)
 
     @classmethod
     def of_run(cls, run) -> "Setup":
@@ -52,7 +45,7 @@ class Setup:
     @property
     def cut(self) -> int | None:
         """First trainable block: inputs of the trainable part are the frozen part's cached outputs (None: images)."""
-        return REGIMES[self.regime]
+        return cards.get(self.model).regimes[self.regime]
 
     def network(self, state: dict | None = None, pretrained: bool = False):
         """The whole network, with `state` loaded, or with its pretrained weights (new classifier) if asked."""
@@ -66,3 +59,14 @@ class Setup:
         the optimizer and the forward pass of training use the trainable part, fed by `Split.inputs`."""
         net = self.network(state)
         return net, (net if self.cut is None else Top(net, self.cut))
+
+
+def regime_problem(model: str, regime: str) -> str | None:
+    """Why `model` cannot train in `regime` (one line), or None."""
+    card = cards.get(model)
+    if regime in card.regimes:
+        return None
+    if regime in cards.REGIME_HELP:
+        have = [m for m, c in cards.CARDS.items() if regime in c.regimes]
+        return f"--finetune {regime} needs --model {' or '.join(have)}; {model} trains with --finetune {', '.join(card.regimes)}"
+    return f"unknown fine-tuning regime {regime!r}; choose one of {', '.join(cards.REGIME_HELP)}"

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import replace
 
 import numpy as np
 
+from models import rundir
 from util.io import read_json
 
 GRID_POINTS = 7  # half a decade apart: 10^-1.5 .. 10^1.5 around the centre, three decades
@@ -34,7 +36,7 @@ def grid(centre: float) -> list[float]:
     return [centre if k == 0 else float(f"{centre * 10 ** (k / 2):.3g}") for k in range(-half, half + 1)]
 
 
-def plan(budget: float, epochs: int, n_train: int, batch_size: int) -> dict:
+def schedule(budget: float, epochs: int, n_train: int, batch_size: int) -> dict:
     """Trial epochs and training-subset size for a search costing `budget` full trainings per optimizer."""
     share = budget / GRID_POINTS
     trial_epochs = max(1, min(epochs, round(epochs * math.sqrt(share))))
@@ -58,10 +60,6 @@ def subset(split, size: int, seed: int):
     return split.subset(idx)
 
 
-def trial_dir(run: str, name: str, lr: float) -> str:
-    return os.path.join(run, "tune", name, f"lr_{lr:.3g}")
-
-
 def _search_order(lrs: list[float]) -> list[float]:
     mid = len(lrs) // 2
     return [lrs[i] for i in sorted(range(len(lrs)), key=lambda i: (abs(i - mid), i))]
@@ -80,26 +78,34 @@ def clearly_worse(references: list[list[float]], no_skill: float, n_val: int, gr
     return stop
 
 
-def search(name: str, run: str, centre_hp: dict, *, splits, init_state, tune_plan: dict, seed: int, position: str,
-           train_kw: dict) -> dict:
-    """Run (or reuse) every trial of `name`'s grid and return the chosen hyperparameters."""
+def search_config(old: dict | None, names, hps: dict, budget: float, epochs: int, n_train: int, batch_size: int) -> dict:
+    """config.json["tune"]: the search schedule and every optimizer's grid (earlier invocations' kept)."""
+    grids = dict((old or {}).get("grids", {}))
+    grids.update({n: grid(hps[n]["learning_rate"]) for n in names})
+    return {**schedule(budget, epochs, n_train, batch_size), "grids": grids}
+
+
+def search(name: str, run: str, job, config: dict, position: str) -> dict:
+    """Run (or reuse) every trial of `name`'s grid around job.hyperparams (the trials train a short schedule on a
+    training subset, validation only: config is config.json's "tune") and return the chosen hyperparameters."""
     from train.loop import train_one
 
+    centre_hp, splits, seed = job.hyperparams, job.splits, job.seed
     lrs = grid(centre_hp["learning_rate"])
     trial_splits, no_skill, n_val = None, 0.0, 0
     if splits is not None:  # None: everything is done already (run_all loads no data then)
         if len(splits["val"]) == 0:
             raise ValueError("--tune chooses on the validation split, and this dataset has no validation images")
-        trial_splits = {"train": subset(splits["train"], tune_plan["subset_size"], seed), "val": splits["val"]}  # no test split
+        trial_splits = {"train": subset(splits["train"], config["subset_size"], seed), "val": splits["val"]}  # no test split
         n_val = len(splits["val"])
         no_skill = float(np.bincount(splits["val"].labels).max() / max(1, n_val))
     references = []
     for j, lr in enumerate(_search_order(lrs), 1):
-        folder = trial_dir(run, name, lr)
-        train_one(name, folder, init_state=init_state, hyperparams={**centre_hp, "learning_rate": lr}, splits=trial_splits,
-                  epochs=tune_plan["trial_epochs"], seed=seed, position=f"{position}tune {j}/{len(lrs)} lr={lr:g} ",
-                  stop=clearly_worse(list(references), no_skill, n_val, max(1, tune_plan["trial_epochs"] // 2)), **train_kw)
-        references.append([h["val_acc"] for h in read_json(os.path.join(folder, "history.json"), [])])
+        folder = rundir.trial_dir(run, name, lr)
+        trial = replace(job, hyperparams={**centre_hp, "learning_rate": lr}, splits=trial_splits, epochs=config["trial_epochs"])
+        train_one(name, folder, trial, position=f"{position}tune {j}/{len(lrs)} lr={lr:g} ",
+                  stop=clearly_worse(list(references), no_skill, n_val, max(1, config["trial_epochs"] // 2)))
+        references.append([h["val_acc"] for h in read_json(os.path.join(folder, rundir.HISTORY), [])])
     return {**centre_hp, "learning_rate": choose(trials(run, name, lrs), centre_hp["learning_rate"])}
 
 
@@ -107,9 +113,9 @@ def trials(run: str, name: str, lrs: list[float]) -> list[dict]:
     """One row per grid point (ascending learning rate), read from the trial folders."""
     rows = []
     for lr in lrs:
-        folder = trial_dir(run, name, lr)
-        r = read_json(os.path.join(folder, "result.json"))
-        h = read_json(os.path.join(folder, "history.json"), [])
+        folder = rundir.trial_dir(run, name, lr)
+        r = read_json(os.path.join(folder, rundir.RESULT))
+        h = read_json(os.path.join(folder, rundir.HISTORY), [])
         rows.append({"lr": lr, "status": r["status"] if r else "not run", "epochs_run": len(h),
                      "final_val_acc": h[-1]["val_acc"] if h else None, "final_val_loss": h[-1]["val_loss"] if h else None,
                      "best_val_acc": r.get("best_val_acc") if r else None,
