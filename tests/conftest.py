@@ -68,7 +68,8 @@ def tiny_export(tiny_run):
     return os.path.join(tiny_run, "export")
 
 # ---- helpers every stage's tests share ---------------------------------------------------------------------
-SMALL = ["--model", "smallcnn", "--image-size", "32", "--batch-size", "16"]  # training mechanics, fast
+SMALL = ["--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--budget", "0"]  # training mechanics, fast
+PLAIN = ["--budget", "0"]  # the plain sweep (every optimizer once at its default), not the richest protocol that fits
 TINY = ["--optimizers", "sgd,adam", "--epochs", "3", *SMALL]  # the settings of tiny_run
 
 
@@ -259,7 +260,7 @@ def effnet_run(kaggle_fixture, tmp_path_factory):
     """The default model and regime (efficientnet_lite0, head on cached features) on the small fixture at 64 px."""
     out = tmp_path_factory.mktemp("effnet") / "run"
     run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
-            "--image-size", "64", "--out", out)
+            "--image-size", "64", *PLAIN, "--out", out)
     return str(out)
 
 
@@ -269,6 +270,6 @@ def hym_export(tmp_path_factory):
     if not os.path.isdir(HYMENOPTERA):
         pytest.skip("needs ../shared/data/hymenoptera (real photos), absent here")
     out = tmp_path_factory.mktemp("hym") / "run"
-    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "momentum,adam", "--out", out)
+    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "momentum,adam", *PLAIN, "--out", out)
     run_cli("export/to_onnx.py", "--run", out)
     return os.path.join(out, "export")

@@ -93,7 +93,7 @@ def test_nothing_touches_the_network(kaggle_fixture, tmp_path):
     assert "test guard" in probe.stderr  # the guard is active in children
     out, cache = tmp_path / "run", tmp_path / "cache"
     run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "adam", "--epochs", "1", "--image-size", "48",
-            "--out", out, "--cache-dir", cache, env=env)
+            "--budget", "0", "--out", out, "--cache-dir", cache, env=env)
     assert any(f.endswith(".pdparams") for f in os.listdir(cache / "pretrained"))  # converted here, offline
     run_cli("export/to_onnx.py", "--run", out, env=env)
     assert load_json(os.path.join(out, "export", "manifest.json"))["models"]["adam"]["status"] == "ok"

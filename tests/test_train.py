@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import HYMENOPTERA, KAGGLE_LABELS, interrupt_mid_run, load_json, run_cli, saved_epochs
+from conftest import HYMENOPTERA, KAGGLE_LABELS, PLAIN, interrupt_mid_run, load_json, run_cli, saved_epochs
 
 
 def test_sweep_writes_the_run_directory_and_learns(tiny_run):
@@ -52,7 +52,7 @@ def test_same_initial_weights_for_every_optimizer(tiny_run):
 def test_rerun_of_a_finished_sweep_trains_nothing(tiny_run, kaggle_fixture):
     before = {n: os.path.getmtime(os.path.join(tiny_run, n, "result.json")) for n in ("sgd", "adam")}
     p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "3",
-                "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--out", tiny_run)
+                "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", *PLAIN, "--out", tiny_run)
     assert {n: os.path.getmtime(os.path.join(tiny_run, n, "result.json")) for n in before} == before
     assert "adam" in p.stdout and "run directory" in p.stdout
 
@@ -65,7 +65,7 @@ def test_changed_settings_refuse_to_mix_into_a_run(tiny_run, kaggle_fixture):
 
 def _sweep_args(data, out):
     return ["train/run_all.py", "--data", data, "--optimizers", "momentum,adam", "--epochs", "4",
-            "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--out", out]
+            "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", *PLAIN, "--out", out]
 
 
 def test_kill_and_rerun_resumes_to_the_same_results(kaggle_fixture, tmp_path):
@@ -93,7 +93,7 @@ def test_kill_and_rerun_resumes_to_the_same_results(kaggle_fixture, tmp_path):
 def test_a_diverging_optimizer_is_marked_and_the_sweep_goes_on(kaggle_fixture, tmp_path):
     out = str(tmp_path / "div")
     p = run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sgd,adam", "--epochs", "2",
-                "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--lr", "sgd=1e38", "--out", out)
+                "--model", "smallcnn", "--image-size", "32", "--batch-size", "16", "--lr", "sgd=1e38", *PLAIN, "--out", out)
     res = load_json(os.path.join(out, "results.json"))["optimizers"]
     assert res["sgd"]["status"] == "diverged at epoch 1"
     assert res["adam"]["status"] == "done" and res["adam"]["test_acc"] > 0.5
@@ -110,7 +110,7 @@ def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_p
     """What a user runs: the default profile (ImageNet EfficientNet-Lite0; on a CPU a new head on cached
     features), every optimizer, on real ants/bees photos. Always answering "bees" scores 41/76 = 53.9 %."""
     out, cache = str(tmp_path / "hym"), str(tmp_path / "cache")  # a cache of its own: other tests extract these features too
-    p = run_cli("train/run_all.py", "--data", HYMENOPTERA, "--out", out, "--cache-dir", cache)
+    p = run_cli("train/run_all.py", "--data", HYMENOPTERA, *PLAIN, "--out", out, "--cache-dir", cache)
     cfg = load_json(os.path.join(out, "config.json"))
     assert cfg["classes"] == ["ants", "bees"] and cfg["settings"]["model"] == "efficientnet_lite0"
     assert cfg["settings"]["finetune"] == "head"
@@ -126,7 +126,7 @@ def test_default_profile_on_real_photos_is_far_above_the_majority_baseline(tmp_p
     assert "Traceback" not in p.stderr
     assert cfg["data"]["features"]["cache_hit"] is False and cfg["data"]["features"]["images"] == 2 * (245 + 77 + 76)
     other = str(tmp_path / "other")  # another run on the same data and backbone reads the same features
-    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "sgd", "--out", other, "--cache-dir", cache)
+    run_cli("train/run_all.py", "--data", HYMENOPTERA, "--optimizers", "sgd", *PLAIN, "--out", other, "--cache-dir", cache)
     assert load_json(os.path.join(other, "config.json"))["data"]["features"]["cache_hit"] is True
 
 
@@ -196,6 +196,28 @@ def test_every_entry_point_explains_its_flags(script, flags):
         assert flag in p.stdout, flag
 
 
+INSECTS4 = os.path.join(os.path.dirname(HYMENOPTERA), "insects4")
+
+
+@pytest.mark.skipif(not os.path.isdir(INSECTS4), reason="needs ../shared/data/insects4 (real photos of the four classes), absent here")
+def test_insects4_reads_like_a_real_kaggle_download():
+    """The product's measuring set, through the Kaggle-layout reader users' downloads take: every row found (names with
+    spaces and non-ASCII letters included), the official splits and classes, and such files decode."""
+    from models import preprocessing
+    from models.dataset import open_dataset
+
+    ds = open_dataset(INSECTS4)
+    assert ds.layout == "kaggle" and ds.missing == [] and len(ds.samples) == 2454
+    counts = ds.counts()
+    assert {sp: sum(c.values()) for sp, c in counts.items()} == {"train": 1846, "val": 304, "test": 304}
+    assert counts["test"] == {"bee": 84, "wasp": 29, "other_insect": 83, "other_noinsect": 108}
+    odd = [s for s in ds.samples if " " in os.path.basename(s.path) or not os.path.basename(s.path).isascii()]
+    assert any(" " in os.path.basename(s.path) for s in odd) and any(not os.path.basename(s.path).isascii() for s in odd)
+    spec = preprocessing("efficientnet_lite0", 64)
+    for s in odd[:: max(1, len(odd) // 6)]:
+        assert spec.load_array(s.path).shape == (64, 64, 3), s.path
+
+
 def test_default_dataset_is_downloaded_and_found_one_folder_down(kaggle_fixture, tmp_path, monkeypatch):
     """No --data and no data/kaggle_bee_vs_wasp: kagglehub downloads the public dataset (online users); its archive
     unpacks into kaggle_bee_vs_wasp/ under the folder kagglehub returns, so labels.csv is found one folder down."""
@@ -247,7 +269,7 @@ def test_schedule_free_is_evaluated_and_checkpointed_at_its_average(kaggle_fixtu
 
     out = tmp_path / "sf"
     run_cli("train/run_all.py", "--data", kaggle_fixture, "--optimizers", "sf_sgd", "--epochs", "2", "--model", "smallcnn",
-            "--image-size", "32", "--batch-size", "16", "--out", out)
+            "--image-size", "32", "--batch-size", "16", *PLAIN, "--out", out)
     last = load_paddle(str(out / "sf_sgd" / "last.pdstate"))
     state = last["optimizer"]["state"]  # keyed by the position of each parameter in the model's parameters()
     beta = load_json(str(out / "config.json"))["hyperparams"]["sf_sgd"]["momentum"]

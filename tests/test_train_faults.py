@@ -123,7 +123,7 @@ def test_a_damaged_decode_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path, da
 def test_a_truncated_feature_cache_is_said_and_rebuilt(kaggle_fixture, tmp_path):
     """The default model's cached frozen-backbone features (efficientnet_lite0, head regime; 64 px to be quick)."""
     cache = str(tmp_path / "cache")
-    args = ["--data", kaggle_fixture, "--optimizers", "adam", "--epochs", "1", "--image-size", "64", "--cache-dir", cache]
+    args = ["--data", kaggle_fixture, "--optimizers", "adam", "--epochs", "1", "--image-size", "64", "--budget", "0", "--cache-dir", cache]
     first = str(tmp_path / "first")
     run_cli("train/run_all.py", *args, "--out", first)
     folder = load_json(os.path.join(first, "config.json"))["data"]["features"]["cache"]

@@ -6,12 +6,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import tempfile
 
 from models import cards
 from models.networks import cache_root
 from models.inference import TTA
 from train import optimizers
+from train.budget import DEFAULT_MINUTES
 from train.plan import Plan
 from train.setup import regime_problem
 from train.tune import DEFAULT_BUDGET, GRID_POINTS, TARGET_SHARE
@@ -52,6 +54,11 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--parallel", type=int, default=1, help="train this many optimizers at once, each in its own process "
                    "on its own GPU (or a share of the CPU threads); results equal the sequential sweep's")
     g = p.add_argument_group("honest comparison (learning-rate search, seeds, time to accuracy; train/compare.py)")
+    g.add_argument("--budget", type=float, default=None, metavar="MINUTES", help="run the richest comparison that fits "
+                   "this many minutes (defaults -> 3 seeds -> learning-rate search + 3 seeds -> + 5 seeds), estimated "
+                   "from what this machine measures; 0: the plain sweep (every optimizer once at its default); default: "
+                   + ", ".join(f"{m:g} on a {d.upper()}" for d, m in DEFAULT_MINUTES.items())
+                   + "; --tune, --seeds and --target choose the protocol instead")
     g.add_argument("--tune", action="store_true", help="choose each optimizer's learning rate on the validation split from "
                    f"a {GRID_POINTS}-point log grid (3 decades) around its default, then train the chosen one")
     g.add_argument("--tune-budget", type=float, default=DEFAULT_BUDGET, help="search cost per optimizer in full trainings of it "
@@ -81,12 +88,16 @@ def plan(argv=None, description: str = "") -> Plan:
         folder_problem(a.out, "--out") if a.out and main_rank else None)
     if problem:
         p.error(problem)
+    forced = a.tune or a.seeds > 1 or a.target is not None
+    if forced and a.budget is not None:  # the named protocol wins
+        print("note: --tune/--seeds/--target name the protocol, so --budget is not used", file=sys.stderr)
+    budget = None if forced or a.parallel > 1 or launched else (DEFAULT_MINUTES[device] if a.budget is None else a.budget)
     return Plan(data=a.data, optimizers=names, model=a.model, finetune=finetune,
                 pretrained=a.pretrained or card.pretrained_always, epochs=a.epochs or card.default_epochs(finetune),
                 batch_size=a.batch_size or card.batch_size, image_size=a.image_size or card.size, tta=a.tta, seed=a.seed,
                 device=device, lr=tuple(lr.items()), out=os.path.abspath(a.out) if a.out else None, cache_dir=cache_dir,
                 workers=a.workers, parallel=a.parallel, allow_split_overlap=a.allow_split_overlap, tune=a.tune,
-                tune_budget=a.tune_budget, seeds=a.seeds, target=a.target)
+                tune_budget=a.tune_budget, seeds=a.seeds, target=a.target, budget=budget)
 
 
 def _device(p, pref: str) -> str:
@@ -120,6 +131,8 @@ def _problems(a, names: tuple, finetune: str, launched: bool) -> list[str]:
         problems.append(f"unknown optimizer(s) {', '.join(unknown)}; choose from {', '.join(optimizers.NAMES)}")
     problems += [f"--{k.replace('_', '-')} must be at least 1" for k in ("epochs", "image_size", "batch_size", "parallel", "seeds")
                  if getattr(a, k) is not None and getattr(a, k) < 1]
+    if a.budget is not None and not (a.budget >= 0 and math.isfinite(a.budget)):
+        problems.append("--budget must be a number of minutes, at least 0 (0: the plain sweep)")
     if not a.tune_budget > 0 or not math.isfinite(a.tune_budget):
         problems.append("--tune-budget must be a number above 0, e.g. 0.5")
     if a.target is not None and not 0 < a.target <= 1:

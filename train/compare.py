@@ -19,6 +19,7 @@ Everything is cached like the plain sweep: a trial or seed whose result.json exi
 """
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -40,8 +41,9 @@ def summarize(run: str, results: dict, config: dict, plan) -> dict:
         _seed_rows(run, name, row, seeds, plan.seed, boot)
         if plan.tune and name in config.get("tune", {}).get("grids", {}):
             lrs = config["tune"]["grids"][name]
+            grid = tune.trials(run, name, lrs)
             row["tune"] = {"centre_lr": lrs[len(lrs) // 2], "chosen_lr": row.get("hyperparams", {}).get("learning_rate"),
-                           "grid": tune.trials(run, name, lrs)}
+                           "grid": grid, "sensitivity": sensitivity(grid)}
     target = _time_to_target(results, plan.target)
     out = {"seeds": seeds, "target": target, **_significance(results, boot)}
     if plan.tune:
@@ -85,6 +87,27 @@ def _mean_curve(histories: list[list[dict]]) -> dict:
     return {"epochs": list(range(1, n + 1)), "mean": acc.mean(axis=0).tolist(),
             "std": (acc.std(axis=0, ddof=1) if len(histories) > 1 else np.zeros(n)).tolist(),
             "seconds": secs.mean(axis=0).tolist()}
+
+
+SENSITIVITY = "the learning rates (of the search's grid) whose trial ends within 1 point of the best trial's final " \
+              "validation accuracy: how wide a range they span, in decades (wider: less sensitive)"
+
+
+def sensitivity(grid: list[dict]) -> dict:
+    """SENSITIVITY of one optimizer's search grid: {"within_1pt": [rates], "decades": width}."""
+    done = [t for t in grid if t["final_val_acc"] is not None and t["status"] == "done"]
+    if not done:
+        return {"within_1pt": [], "decades": None, "rule": SENSITIVITY}
+    best = max(t["final_val_acc"] for t in done)
+    near = sorted(t["lr"] for t in done if t["final_val_acc"] >= best - 0.01)
+    return {"within_1pt": near, "decades": round(math.log10(near[-1] / near[0]), 2), "rule": SENSITIVITY}
+
+
+def time_to_target(results: dict, histories: dict, target_acc: float | None) -> dict:
+    """The plain sweep's time to accuracy (one seed): each optimizer's own curve, the same rule as with seeds."""
+    for name, row in results.items():
+        row["val_curve"] = _mean_curve([histories[name]] if histories.get(name) else [])
+    return _time_to_target(results, target_acc)
 
 
 def _time_to_target(results: dict, target_acc: float | None) -> dict:

@@ -15,17 +15,18 @@ import platform
 import signal
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from models import rundir
 from models.dataset import Dataset, DatasetError
 from models.ranking import best_val_loss
-from train import calibration, features, ranks, tables, tune
+from train import budget, calibration, features, ranks, tables, tune
 from train.data import load_splits, resolve
 from train.loop import FAILURES, Job, failure, finished, has_probabilities, history, initial_weights, test_predictions, train_one
 from train.plan import Plan
+from train.answer import answer
 from train.summary import summarize
 from util import runtime
 from util.fmt import pct
@@ -55,6 +56,7 @@ class Sweep:
     init_state: dict | None = None
     splits: dict | None = None
     config: dict = field(default_factory=dict)
+    protocol: dict | None = None  # what the comparison does and why (config.json and results.json "protocol")
     started: float = field(default_factory=time.perf_counter)
 
     @property
@@ -70,13 +72,17 @@ class Sweep:
 def run(plan: Plan) -> int:
     """Train every optimizer of the plan; the exit status (0 ok, 1 an optimizer failed, 130 interrupted)."""
     sw = open_sweep(plan)
-    sw.setup = plan.setup(len(sw.ds.classes))
+    sw.plan, sw.protocol = kept_protocol(sw)  # a resumed run keeps the protocol it was given
+    sw.setup = sw.plan.setup(len(sw.ds.classes))
     check_resumable(sw)
     sw.hps = hyperparams(sw)
     sw.order = list(dict.fromkeys(sw.old.get("optimizers", []) + list(plan.optimizers)))
     sw.todo = ranks.share([n for n in plan.optimizers if pending(sw, n)])
     sw.init_state = ranks.load_shared(first_weights(sw))
     info = load_data(sw) if sw.todo or "data" not in sw.old else None
+    if sw.protocol is None:  # --budget: the richest protocol that fits, measured on these data
+        sw.plan, sw.protocol = choose_protocol(sw)
+        sw.todo = [n for n in plan.optimizers if pending(sw, n)]
     write_config(sw, info)
 
     results, progress = {}, Progress(sw)
@@ -196,6 +202,42 @@ def check_resumable(sw: Sweep) -> None:
                                  f"{search['grids'][n][tune.GRID_POINTS // 2]:g}; use another --out or the same --lr")
 
 
+def kept_protocol(sw: Sweep) -> tuple[Plan, dict | None]:
+    """(the plan to run, its protocol or None while one is still to be chosen for the budget). A named protocol
+    (--tune/--seeds/--target) is recorded as such; a run folder that has one keeps it when resumed with a budget."""
+    plan, old = sw.plan, sw.old.get("protocol")
+    if plan.forced:
+        named = plan.compare
+        return plan, {"name": "named on the command line" if named else "defaults", "tune": plan.tune, "seeds": plan.seeds,
+                      "budget_minutes": None, "why": "--tune/--seeds/--target chose it" if named else
+                      "--parallel or the distributed launcher: the plain sweep (one seed, no search)"}
+    if old:
+        return replace(plan, tune=bool(old["tune"]), seeds=int(old["seeds"])), {**old, "resumed": True}
+    if sw.old:  # a run folder from before protocols were recorded: it goes on as it was made
+        return plan, {"name": "defaults", "tune": False, "seeds": 1, "budget_minutes": plan.budget,
+                      "why": "a run made before the budget existed: it goes on as it was made"}
+    if plan.budget == 0:
+        return plan, {"name": "defaults", "tune": False, "seeds": 1, "budget_minutes": plan.budget,
+                      "why": "--budget 0: the plain sweep"}
+    return plan, None
+
+
+def choose_protocol(sw: Sweep) -> tuple[Plan, dict]:
+    """Measure what an epoch of each optimizer costs here, estimate every protocol, take the richest that fits the
+    budget left after the data are ready; say so in one line."""
+    plan = sw.plan
+    costs = budget.measure(sw, plan.optimizers)
+    schedule = tune.schedule(plan.tune_budget, plan.epochs, len(sw.splits["train"]), plan.batch_size)
+    spent = time.perf_counter() - sw.started
+    protocol = budget.choose(costs, plan.optimizers, plan.epochs, schedule, 60 * plan.budget - spent)
+    protocol.update(budget_minutes=plan.budget, data_seconds=round(spent, 1), costs=costs,
+                    estimated_total_seconds=round(spent + protocol["estimated_seconds"], 1),
+                    fits=protocol["estimated_seconds"] <= 60 * plan.budget - spent)
+    print(f"plan: {budget.line(protocol, len(plan.optimizers))} (budget {plan.budget:g} min; {protocol['why']})",
+          file=sys.stderr)
+    return replace(plan, tune=protocol["tune"], seeds=protocol["seeds"]), protocol
+
+
 def hyperparams(sw: Sweep) -> dict:
     """Every optimizer's hyperparameters: the registry's for the plan, with --lr (earlier invocations' kept)."""
     hps = dict(sw.old.get("hyperparams", {}))
@@ -254,7 +296,8 @@ def write_config(sw: Sweep, info: dict | None) -> None:
         device=sw.device, lr_schedule="cosine decay per epoch from each optimizer's learning_rate",
         augmentation="random horizontal flip", distributed=ranks.describe(plan.batch_size),
         calibration={"temperature": calibration.TEMPERATURE_RULE, "threshold": calibration.THRESHOLD_RULE},
-        data=sw.old.get("data") if info is None else data_info(sw, info), versions=versions())
+        data=sw.old.get("data") if info is None else data_info(sw, info), versions=versions(),
+        protocol={k: v for k, v in sw.protocol.items() if k != "resumed"})
     if plan.tune:
         sizes = sw.config["data"]["sizes"]
         sw.config["tune"] = tune.search_config(sw.old.get("tune"), plan.optimizers, sw.hps, plan.tune_budget,
@@ -364,11 +407,16 @@ def report(sw: Sweep, results: dict):
         for n, r in results.items():  # the ranking's tie-breaker
             r["best_val_loss"] = best_val_loss(histories[n], r.get("best_epoch"))
         comparison = compare.summarize(sw.folder, results, sw.config, sw.plan) if sw.plan.compare else None
+        target = comparison["target"] if comparison else compare.time_to_target(results, histories, sw.plan.target)
         predictions = {n: read_json(os.path.join(sw.folder, n, rundir.PREDICTIONS)) for n in results}
         summary = summarize(results, predictions, sw.config["classes"])
+        sw.protocol["actual_seconds"] = round(time.perf_counter() - sw.started, 1)
+        summary["answer"] = answer(results, summary, target, sw.protocol, sw.plan.finetune)
         old_winner = write_results(sw, results, summary, comparison)
         figures.write_reports(sw.folder, results, histories, title(sw), comparison, summary, predictions,
                               test_images(sw, summary, old_winner))
+        sw.protocol["actual_seconds"] = round(time.perf_counter() - sw.started, 1)  # the whole run, reports included
+        write_results(sw, results, summary, comparison)
         return results, summary, comparison
     except OSError as e:
         print(f"error: cannot write the run's reports ({e.strerror or e}: {e.filename}); free some space and "
@@ -393,7 +441,9 @@ def write_results(sw: Sweep, results: dict, summary: dict, comparison) -> str | 
         old_winner = (read_json(path, {}) or {}).get("winner")
     except DamagedFile:  # replaced below
         old_winner = None
+    protocol = {k: v for k, v in sw.protocol.items() if k not in ("resumed", "options", "costs")}
     write_json(path, {"run": os.path.abspath(sw.folder), "data": sw.ds.root, "device": sw.device, "winner": summary["winner"],
+                      "answer": summary["answer"], "protocol": {**protocol, "estimates": sw.protocol.get("options")},
                       "ranking": summary["ranking"], "baseline": summary["baseline"], "significance": summary["significance"],
                       "classes": summary["classes"], "optimizers": results, **({"comparison": comparison} if comparison else {})})
     return old_winner
@@ -421,6 +471,12 @@ def test_images(sw: Sweep, summary: dict, old_winner):
 def show(sw: Sweep, results: dict, summary, comparison) -> None:
     if summary is not None:
         print(tables.leaderboard_text(results, summary))
+        print("\nanswer: " + " ".join(summary["answer"]["sentences"]))
+    p = sw.protocol
+    if p.get("estimated_total_seconds") and not p.get("resumed"):
+        print(f"\nprotocol: {p['name']} (budget {p['budget_minutes']:g} min): estimated {p['estimated_total_seconds'] / 60:.1f} "
+              f"min, took {p['actual_seconds'] / 60:.1f} min (estimated ÷ actual "
+              f"{p['estimated_total_seconds'] / max(p['actual_seconds'], 1e-9):.2f})")
     if comparison and "search" in comparison:
         c = comparison["search"]
         ratio = "-" if c["cost_ratio"] is None else f"{c['cost_ratio']:.2f}"

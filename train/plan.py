@@ -40,6 +40,12 @@ class Plan:
     tune_budget: float
     seeds: int
     target: float | None
+    budget: float | None = None  # minutes the comparison may take (train/budget.py); None: the protocol is forced
+
+    @property
+    def forced(self) -> bool:
+        """The protocol was named on the command line (--tune, --seeds, --target), not chosen for a budget."""
+        return self.budget is None
 
     @property
     def card(self) -> cards.Card:

@@ -111,7 +111,11 @@ def leaderboard_text(results: dict, summary: dict | None = None) -> str:
 
 def leaderboard_markdown(results: dict, title: str, comparison: dict | None = None, summary: dict | None = None) -> str:
     header, body = _table(results, summary)
-    lines = [f"# {title}", "", f"**{winner_line(results, summary)}**", ""]
+    lines = [f"# {title}", ""]
+    said = (summary or {}).get("answer")
+    if said:
+        lines += ["## Which optimizer to train with", "", " ".join(said["sentences"]), ""]
+    lines += [f"**{winner_line(results, summary)}**", ""]
     lines += [f"- {x}" for x in (recall_line(results, summary), confidence_line(results, summary)) if x]
     lines += ["", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(r) + " |" for r in body]
