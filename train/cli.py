@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import sys
 import tempfile
 
 from models import cards
@@ -79,8 +80,9 @@ def plan(argv=None, description: str = "") -> Plan:
     cache_dir = os.path.abspath(a.cache_dir)
     problem = folder_problem(cache_dir, "--cache-dir", make=True) or (
         folder_problem(a.out, "--out") if a.out and main_rank else None)
-    if problem:
-        p.error(problem)
+    if problem:  # not a usage mistake: the folder's one line, without the usage text
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     return Plan(data=a.data, optimizers=names, model=a.model, finetune=finetune,
                 pretrained=a.pretrained or card.pretrained_always, epochs=a.epochs or card.default_epochs(finetune),
                 batch_size=a.batch_size or card.batch_size, image_size=a.image_size or card.size, tta=a.tta, seed=a.seed,
