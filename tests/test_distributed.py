@@ -18,8 +18,10 @@ CACHE = models.cache_root()  # run_all.py's default --cache-dir (a temporary fol
 
 
 def files(run):
-    """Relative paths of every file under a run directory."""
-    return sorted(os.path.relpath(os.path.join(d, f), run) for d, _, fs in os.walk(run) for f in fs)
+    """Relative paths of every file training wrote under a run directory (not its export/: a session fixture may have
+    exported the run already)."""
+    return sorted(p for p in (os.path.relpath(os.path.join(d, f), run) for d, _, fs in os.walk(run) for f in fs)
+                  if not p.startswith("export" + os.sep))
 
 
 def launch(log_dir, *args, nproc=2, check=True, **kw):
@@ -27,8 +29,9 @@ def launch(log_dir, *args, nproc=2, check=True, **kw):
     return run_cli("-m", "paddle.distributed.launch", "--nproc_per_node", nproc, "--log_dir", log_dir, *args, check=check, **kw)
 
 
-def evaluate_checkpoint(path, data, size, split):
-    """(loss, accuracy) of a saved checkpoint on one split, evaluated in this single process."""
+def evaluate_checkpoint(path, data, size, split, tta="hflip"):
+    """(loss, accuracy) of a saved checkpoint on one split, evaluated in this single process with the run's test-time
+    views (the default --tta)."""
     import paddle
 
     from models.dataset import open_dataset
@@ -39,7 +42,7 @@ def evaluate_checkpoint(path, data, size, split):
     splits, _ = load_splits(open_dataset(data), spec, CACHE)
     model = models.build_model("smallcnn", 4)
     model.set_state_dict(paddle.load(path))
-    return evaluate(model, splits[split], spec)
+    return evaluate(model, splits[split], spec, tta=tta)
 
 
 def test_rank_shards_of_every_batch_make_up_the_single_process_batch():

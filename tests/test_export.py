@@ -289,25 +289,33 @@ def test_winner_only_synthetic_run_with_mistakes(tiny_run, tmp_path):
     assert p.returncode == 2 and "--winner and --optimizers" in p.stderr
 
 
-def test_winner_is_chosen_on_validation_never_test(tiny_run, tmp_path):
-    """Without a winner in results.json: the highest best validation accuracy wins, whatever the test
-    accuracy says (here adam: better on validation, worse on test)."""
-    from export.exporter import choose_winner
-
-    assert choose_winner({"sgd": 0.8, "adam": 0.8, "lion": 0.7}) == "sgd"  # a tie: the earlier in the run's order
-    assert choose_winner({"sgd": None, "adam": 0.5}) == "adam" and choose_winner({"sgd": None}) is None
+def test_export_names_the_winner_training_would_when_results_json_names_none(tiny_run, tmp_path):
+    """Without a winner in results.json export applies training's one rule (models/ranking.py): validation chooses,
+    never test; a tie on validation goes to the lower validation loss; a diverged optimizer never wins, even with
+    the highest validation accuracy."""
+    from models import ranking
 
     run = copy_run(tiny_run, tmp_path / "run", keep_export=False)
-    with open(os.path.join(run, "results.json"), encoding="utf-8") as f:
-        results = json.load(f)
+    path = os.path.join(run, "results.json")
+    results = load_json(path)
     results.pop("winner", None)
-    results["optimizers"]["sgd"].update(best_val_acc=0.5, test_acc=0.99)
-    results["optimizers"]["adam"].update(best_val_acc=0.9, test_acc=0.1)
-    with open(os.path.join(run, "results.json"), "w", encoding="utf-8") as f:
+    rows = results["optimizers"]
+    rows["sgd"].update(best_val_acc=0.9, best_val_loss=0.40, test_acc=0.99)  # tied on validation, higher loss
+    rows["adam"].update(best_val_acc=0.9, best_val_loss=0.30, test_acc=0.10)  # tied on validation, lower loss: wins
+    with open(path, "w", encoding="utf-8") as f:
         json.dump(results, f)
+    assert ranking.winner(rows) == "adam"
     run_cli("export/to_onnx.py", "--run", run, "--winner")
     m = read_manifest(os.path.join(run, "export"))
     assert list(m["models"]) == ["adam"] and m["winner"] == "adam"
+    # adam diverged with the best validation accuracy of all: sgd wins, in training's rule and in export's
+    rows["adam"].update(status="diverged at epoch 3", best_val_acc=0.95)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(results, f)
+    assert ranking.winner(rows) == "sgd"
+    run_cli("export/to_onnx.py", "--run", run)
+    m = read_manifest(os.path.join(run, "export"))
+    assert m["winner"] == "sgd" and m["winner_chosen_by"].startswith("export, among the exported models")
 
 
 def test_whole_network_is_exported_and_proven(effnet_run, tmp_path):

@@ -118,7 +118,7 @@ def test_classify_equals_onnxruntime_on_the_exported_model(client, tiny_export, 
             assert info.startswith(f"## {label['label']}\n")
             # One percentage format (serve/text.py), "model confidence" named as such, what the model knows.
             assert f"| {label['label']} | {pct(float(want.max()))} |" in info and "| class | model confidence |" in info
-            assert "not the chance that it is right" in info
+            assert "calibrated on the validation split" in info  # what the numbers mean (serve/ui.py CONFIDENCE)
             assert f"This model only knows: {', '.join(man['classes'])}. A photo of anything else still gets one of these." in info
             e = man["models"][name]
             assert f"best validation accuracy **{pct(e['best_val_acc'])}**" in info
@@ -167,7 +167,7 @@ def test_compare_all_runs_every_model_best_on_validation_first(client, tiny_expo
 
     man = read_manifest(tiny_export)
     table, info = client.predict(handle_file(photos["jpeg"]), api_name="/compare_all")
-    assert table["headers"] == ["optimizer", "predicted class", "model confidence", "best val accuracy",
+    assert table["headers"] == ["optimizer", "answer", "model confidence", "best val accuracy",
                                 "test accuracy", "latency (ms)"]
     rows = {r[0]: r for r in table["data"]}
     vals = [man["models"][r[0]]["best_val_acc"] for r in table["data"]]

@@ -86,8 +86,9 @@ def plan(argv=None, description: str = "") -> Plan:
     cache_dir = os.path.abspath(a.cache_dir)
     problem = folder_problem(cache_dir, "--cache-dir", make=True) or (
         folder_problem(a.out, "--out") if a.out and main_rank else None)
-    if problem:
-        p.error(problem)
+    if problem:  # not a usage mistake: the folder's one line, without the usage text
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(2)
     forced = a.tune or a.seeds > 1 or a.target is not None
     if forced and a.budget is not None:  # the named protocol wins
         print("note: --tune/--seeds/--target name the protocol, so --budget is not used", file=sys.stderr)
