@@ -55,22 +55,37 @@ def families(names) -> dict[str, list[str]]:
     return {f: members for f, members in out.items() if members}
 
 
+def family_panels(names, per_family: int, width: float = 3.4, height: float = 3.1):
+    """A figure with `per_family` panels per optimizer family (two families a row): (fig, {family: [axes]}, groups).
+    Small multiples keep 25+ optimizers readable: at most a dozen lines, each its own colour, per panel."""
+    groups = families(names) or {"": []}
+    cols = 2 if len(groups) > 1 else 1
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, per_family * cols, figsize=(2 * width * cols + 0.6, height * rows + 0.7), squeeze=False)
+    panels = {}
+    for k, family in enumerate(groups):
+        r, c = divmod(k, cols)
+        panels[family] = [axes[r][per_family * c + j] for j in range(per_family)]
+    for k in range(len(groups), rows * cols):  # an odd number of families: the last panels stay empty
+        r, c = divmod(k, cols)
+        for j in range(per_family):
+            axes[r][per_family * c + j].set_visible(False)
+    return fig, panels, groups
+
+
 def plot_compare(histories: dict[str, list[dict]], path: str, status: dict | None = None) -> dict:
     """Validation loss (log scale: a curve far above the others does not flatten them) and accuracy of every
     optimizer, one pair of panels per optimizer family (small multiples: readable with 25+ optimizers, at most a
     dozen distinct colours per panel), the same y range in every panel; diverged/failed ones named in the legend.
     Returns {name: colour}."""
     drawn = {n: h for n, h in histories.items() if h}  # no epoch on record (failed at once, history lost): nothing to draw
-    groups = families(drawn) or {"": []}
-    cols = 2 if len(groups) > 1 else 1
-    rows = math.ceil(len(groups) / cols)
-    fig, axes = plt.subplots(rows, 2 * cols, figsize=(6.8 * cols + 0.6, 3.1 * rows + 0.7), squeeze=False)
+    fig, panels, groups = family_panels(drawn, 2)
     losses = [h["val_loss"] for hist in drawn.values() for h in hist
               if h["val_loss"] is not None and math.isfinite(h["val_loss"]) and h["val_loss"] > 0]
     accs = [100 * h["val_acc"] for hist in drawn.values() for h in hist]
     colours = {}
-    for k, (family, members) in enumerate(groups.items()):
-        a, b = axes[k // cols][2 * (k % cols)], axes[k // cols][2 * (k % cols) + 1]
+    for family, members in groups.items():
+        a, b = panels[family]
         for i, name in enumerate(members):
             hist = drawn[name]
             ep = [h["epoch"] for h in hist]
@@ -93,9 +108,6 @@ def plot_compare(histories: dict[str, list[dict]], path: str, status: dict | Non
             ax.grid(alpha=0.3, which="both")
             ax.xaxis.set_major_locator(MaxNLocator(integer=True))
             ax.set_xlabel("epoch", fontsize=8)
-    for k in range(len(groups), rows * cols):  # an odd number of families: the last pair stays empty
-        axes[k // cols][2 * (k % cols)].set_visible(False)
-        axes[k // cols][2 * (k % cols) + 1].set_visible(False)
     fig.suptitle("every optimizer's validation curves, by family (same scales in every panel)", fontsize=10)
     fig.tight_layout()
     savefig(fig, path, dpi=100, bbox_inches="tight")
@@ -256,51 +268,63 @@ def plot_calibration(results: dict, path: str, summary: dict | None = None) -> N
     plt.close(fig)
 
 def plot_val_curves(results: dict, path: str, target: float | None = None) -> None:
-    """Mean ± std (over seeds) validation accuracy per epoch, one line per optimizer."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (name, r) in enumerate(sorted(results.items())):
-        c = r.get("val_curve")
-        if not c or not c["epochs"]:
-            continue
-        m, s = [100 * v for v in c["mean"]], [100 * v for v in c["std"]]
-        ax.plot(c["epochs"], m, **_style(i), label=name)
-        ax.fill_between(c["epochs"], [a - b for a, b in zip(m, s)], [a + b for a, b in zip(m, s)], color=_style(i)["color"], alpha=0.15)
-    if target is not None:
-        ax.axhline(100 * target, color="k", ls=":", lw=1, label="target")
-    ax.set(title="validation accuracy over seeds (mean ± std)", xlabel="epoch", ylabel="%")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, ncol=2, loc="lower right")
+    """Mean ± std (over seeds) validation accuracy per epoch, one panel per optimizer family (readable with 25+)."""
+    curves = {n: r["val_curve"] for n, r in results.items() if (r.get("val_curve") or {}).get("epochs")}
+    fig, panels, groups = family_panels(curves, 1, width=5.0)
+    low = min((100 * (m - s) for c in curves.values() for m, s in zip(c["mean"], c["std"])), default=0)
+    for family, members in groups.items():
+        ax = panels[family][0]
+        for i, name in enumerate(members):
+            c = curves[name]
+            m, sd = [100 * v for v in c["mean"]], [100 * v for v in c["std"]]
+            ax.plot(c["epochs"], m, **_style(i), ms=3, label=name)
+            ax.fill_between(c["epochs"], [a - b for a, b in zip(m, sd)], [a + b for a, b in zip(m, sd)],
+                            color=_style(i)["color"], alpha=0.15)
+        if target is not None:
+            ax.axhline(100 * target, color="k", ls=":", lw=1, label="target")
+        ax.set_ylim(max(0, low - 1), 100.5)
+        ax.set_title(f"{family}: validation accuracy over seeds (mean ± std, %)" if family else
+                     "validation accuracy over seeds (mean ± std, %)", fontsize=9)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right", frameon=False)
     fig.tight_layout()
-    savefig(fig, path, dpi=100)
+    savefig(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
+
 def plot_lr_sensitivity(results: dict, path: str) -> None:
-    """Final validation accuracy of every search trial against its learning rate (log x), one line per
-    optimizer; hollow markers: stopped early; crosses at 0: diverged before finishing an epoch."""
-    fig, ax = plt.subplots(figsize=(8, 4.5))
-    for i, (name, r) in enumerate(sorted(results.items())):
-        if "tune" not in r:
-            continue
-        g, col, ls = r["tune"]["grid"], _style(i)["color"], _style(i)["ls"]
-        lrs = [t["lr"] for t in g]
-        acc = [100 * (t["final_val_acc"] if t["final_val_acc"] is not None else 0) for t in g]
-        ax.plot(lrs, acc, color=col, ls=ls, label=name, lw=1.2)
-        for lr, a, t in zip(lrs, acc, g):
-            marker = "x" if t["final_val_acc"] is None else "o"
-            face = col if t["status"] == "done" else "none"
-            ax.scatter([lr], [a], marker=marker, s=28, facecolors=face if marker == "o" else col, edgecolors=col)
-        if r["tune"]["chosen_lr"] is not None:
-            ax.scatter([r["tune"]["chosen_lr"]], [acc[lrs.index(r["tune"]["chosen_lr"])]] if r["tune"]["chosen_lr"] in lrs else [0],
-                       marker="*", s=160, color=col, edgecolors="k", zorder=3)
-    ax.set_xscale("log")
-    ax.set(title="learning-rate sensitivity (star: chosen; hollow: stopped early; x: diverged)",
-           xlabel="learning rate", ylabel="final validation accuracy of the trial (%)", ylim=(0, 102))
-    ax.grid(alpha=0.3, which="both")
-    ax.legend(fontsize=8, ncol=2, loc="lower left")
+    """Final validation accuracy of every search trial against its learning rate (log x), one panel per optimizer
+    family (readable with 25+); star: the chosen rate; hollow: stopped early; crosses at 0: diverged."""
+    tuned = {n: r["tune"] for n, r in results.items() if "tune" in r}
+    fig, panels, groups = family_panels(tuned, 1, width=5.0)
+    for family, members in groups.items():
+        ax = panels[family][0]
+        for i, name in enumerate(members):
+            g, col, ls = tuned[name]["grid"], _style(i)["color"], _style(i)["ls"]
+            lrs = [t["lr"] for t in g]
+            acc = [100 * (t["final_val_acc"] if t["final_val_acc"] is not None else 0) for t in g]
+            ax.plot(lrs, acc, color=col, ls=ls, label=name, lw=1.2)
+            for lr, a, t in zip(lrs, acc, g):
+                if t["final_val_acc"] is None:  # diverged before an epoch ended
+                    ax.scatter([lr], [a], marker="x", s=24, color=col)
+                else:
+                    ax.scatter([lr], [a], marker="o", s=24, facecolors=col if t["status"] == "done" else "none", edgecolors=col)
+            chosen = tuned[name]["chosen_lr"]
+            if chosen is not None:
+                ax.scatter([chosen], [acc[lrs.index(chosen)]] if chosen in lrs else [0], marker="*", s=140, color=col,
+                           edgecolors="k", zorder=3)
+        ax.set_xscale("log")
+        ax.set(ylim=(0, 102))
+        ax.set_title(f"{family}: final validation accuracy (%) per learning rate" if family else
+                     "final validation accuracy (%) per learning rate", fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7, loc="lower left", frameon=False)
+    fig.suptitle("learning-rate sensitivity (star: chosen; hollow: stopped early; x: diverged)", fontsize=10)
     fig.tight_layout()
-    savefig(fig, path, dpi=100)
+    savefig(fig, path, dpi=100, bbox_inches="tight")
     plt.close(fig)
+
 
 def _stale(picture: str, source: str) -> bool:
     """A per-optimizer picture to draw again: absent, or older than the file it shows."""
