@@ -273,9 +273,11 @@ def test_schedule_free_is_evaluated_and_checkpointed_at_its_average(kaggle_fixtu
     last = load_paddle(str(out / "sf_sgd" / "last.pdstate"))
     state = last["optimizer"]["state"]  # keyed by the position of each parameter in the model's parameters()
     beta = load_json(str(out / "config.json"))["hyperparams"]["sf_sgd"]["momentum"]
-    names = [n for n, _ in models.build_model("smallcnn", 4).named_parameters()]
+    names = [n for n, _ in models.build_model("smallcnn", 4).named_parameters()]  # BatchNorm statistics among them
     assert len(names) == len(last["optimizer"]["params"])
-    for i, name in enumerate(names):
+    trained = [(i, n) for i, n in enumerate(names) if f"{i}:x" in state]  # what the optimizer updates
+    assert len(trained) == 14  # 4 convs, 4 BatchNorm scales and shifts, the classifier's weight and bias
+    for i, name in trained:
         x, z = np.asarray(state[f"{i}:x"]), np.asarray(state[f"{i}:z"])
         w = np.asarray(last["model"][name])
         assert np.array_equal(w, x), name  # saved at x, bit for bit

@@ -180,12 +180,14 @@ def test_bad_comparison_arguments_get_one_line_errors(args, message, tmp_path):
     assert p.returncode == 2 and message in p.stderr and "Traceback" not in p.stderr
 
 
-def test_a_tuned_run_refuses_a_plain_rerun_or_another_budget(tuned, kaggle_fixture):
+def test_a_tuned_run_keeps_its_protocol_and_refuses_another_search_budget(tuned, kaggle_fixture):
     run, _ = tuned
     plain = tune_args(kaggle_fixture, run)
-    plain.remove("--tune")
-    p = run_cli(*plain, check=False)
-    assert p.returncode == 2 and "was made with --tune" in p.stderr and "Traceback" not in p.stderr
+    plain.remove("--tune")  # the same command without naming the protocol: the run folder keeps the one it has
+    before = {f: os.path.getmtime(f) for f in glob.glob(os.path.join(run, "**", "result.json"), recursive=True)}
+    p = run_cli(*plain)
+    assert "plan:" not in p.stderr and load_json(os.path.join(run, "results.json"))["protocol"]["tune"] is True
+    assert {f: os.path.getmtime(f) for f in before} == before  # nothing trained again
     p = run_cli(*tune_args(kaggle_fixture, run, "--tune-budget", "0.5"), check=False)
     assert p.returncode == 2 and "--tune-budget 1.5" in p.stderr
 
