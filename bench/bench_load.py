@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import models  # noqa: E402  (first: quiets Paddle)
+from models import rundir  # noqa: E402
 import paddle  # noqa: E402
 
 from train import optimizers  # noqa: E402
@@ -36,8 +37,8 @@ def main() -> None:
     opt.step()
     history = [{"epoch": e, "train_loss": 0.5, "val_acc": 0.9, "seconds": 1.0} for e in range(1, 11)]
     with tempfile.TemporaryDirectory(prefix="bench-load-") as tmp:
-        files = {"best.pdparams": net.state_dict(),
-                 "last.pdstate": {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": 10,
+        files = {rundir.CHECKPOINT: net.state_dict(),
+                 rundir.LAST: {"model": net.state_dict(), "optimizer": opt.state_dict(), "epoch": 10,
                                   "history": history, "best": {"val_acc": 0.9, "epoch": 10}}}
         for name, obj in files.items():
             path = os.path.join(tmp, name)
