@@ -8,7 +8,9 @@ For each optimizer of `runs/<run>/` with a `<optimizer>/best.pdparams`:
    opset, and run `onnx.checker` on the result (`export/<optimizer>/model.onnx`);
 3. run the dygraph model, Paddle Inference and ONNX Runtime over the run's test split with the shared
    preprocessing: each backend must predict exactly what the trained model predicts, with
-   max |Δprob| <= 1e-4; otherwise the model's status is "parity failed: ...".
+   max |Δprob| <= 1e-4; otherwise the model's status is "parity failed: ...";
+4. with an INT8 plan (`--int8`), quantize the proven ONNX model, calibrated on training photos, and prove it
+   on the same test split (export/int8.py): `export/<optimizer>/model.int8.onnx` and the entry's "int8" block.
 
 `export/manifest.json` (models/manifest.py: format, writer, reader; every path relative to its folder) is
 all the demo reads. A model whose checkpoint sha256, opset and device are unchanged is not exported again.
@@ -28,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 import models
+from export import int8
 from models import inference as backends
 from models import manifest as contract
 from models import rundir
@@ -189,8 +192,9 @@ def _train_status(results: dict, name: str) -> str:
     return f"training status: {results.get(name, {}).get('status', 'unknown')}"
 
 
-def load_test_split(run: Run, data_root: str | None = None, progress: bool = True) -> TestSplit:
-    """The run's test images (minus the ones training skipped), decoded and resized by the run's preprocessing."""
+def split_samples(run: Run, split: str, data_root: str | None = None) -> tuple[list, str]:
+    """The samples of one split of the run's dataset, minus the files training skipped, and the dataset's folder.
+    RunError when the dataset cannot be opened or has other classes than the run."""
     data = run.saved.data
     root = data_root or data.get("root", "")
     try:
@@ -201,13 +205,19 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
     if list(ds.classes) != run.classes:
         raise RunError(f"{ds.root} has classes {', '.join(ds.classes)} but the run was trained on {', '.join(run.classes)}; "
                        f"pass --data with the run's dataset")
-    if data.get("fingerprint") and ds.fingerprint() != data["fingerprint"]:
-        run.notes.append(f"the dataset at {ds.root} changed since training (fingerprint differs); figures use the current files")
+    note = f"the dataset at {ds.root} changed since training (fingerprint differs); figures use the current files"
+    if data.get("fingerprint") and ds.fingerprint() != data["fingerprint"] and note not in run.notes:
+        run.notes.append(note)
     skipped = {s["path"].replace("\\", "/") for s in data.get("skipped", [])}
     roots = {ds.root, os.path.abspath(root)}
-    samples = [s for s in ds.split("test") if not {os.path.relpath(s.path, r) for r in roots} & skipped]
+    return [s for s in ds.split(split) if not {os.path.relpath(s.path, r) for r in roots} & skipped], ds.root
+
+
+def load_test_split(run: Run, data_root: str | None = None, progress: bool = True) -> TestSplit:
+    """The run's test images (minus the ones training skipped), decoded and resized by the run's preprocessing."""
+    samples, root = split_samples(run, "test", data_root)
     if not samples:
-        raise RunError(f"the dataset at {ds.root} has no test images; give it a test split (Kaggle labels.csv "
+        raise RunError(f"the dataset at {root} has no test images; give it a test split (Kaggle labels.csv "
                        f"is_final_validation, or a test/ folder) or pass --data DIR")
     images, labels, paths, spec = [], [], [], run.preprocessing
     for s in tqdm(samples, desc="test images", unit="img", leave=False, disable=None if progress else True):
@@ -219,7 +229,7 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
         labels.append(s.label)
         paths.append(s.path)
     if not images:
-        raise RunError(f"none of the {len(samples)} test images in {ds.root} could be read; check the dataset")
+        raise RunError(f"none of the {len(samples)} test images in {root} could be read; check the dataset")
     return TestSplit(np.stack(images), np.asarray(labels), paths)
 
 
@@ -310,8 +320,9 @@ def reference_probabilities(layer: backends.Deployed, images: np.ndarray, spec: 
 
 
 def export_model(run: Run, name: str, out: str, split: TestSplit, device: backends.Device, opset: int,
-                 bench_s: float = 0.25, memo: dict | None = None) -> tuple[dict, str, str]:
-    """Export one optimizer's model into out/<name>/ and prove it. Returns (manifest entry, onnx provider, output name)."""
+                 bench_s: float = 0.25, memo: dict | None = None, cal: int8.Calibration | None = None) -> tuple[dict, str, str]:
+    """Export one optimizer's model into out/<name>/ and prove it; with `cal`, its INT8 model too (`add_int8`).
+    Returns (manifest entry, onnx provider, output name)."""
     t0 = time.perf_counter()
     layer = load_network(run, name)
     load_seconds = time.perf_counter() - t0
@@ -357,11 +368,36 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, device: backen
         "export_seconds": round(export_seconds, 3),
         "calibration": {k: v for k, v in calibration_of(run, name).items() if k != "fitted"},
     }
+    if cal is not None and not problems:
+        add_int8(entry, os.path.join(out, name), name, cal, probs["dygraph"], split, run.preprocessing, device,
+                 (x1, xb), bench_s)
     trained = run.results.get(name, {}).get("test_acc")
     if trained is not None and abs(trained - acc["trained"]) > 1e-9:
         run.notes.append(f"{name}: results.json says test acc {trained:.4f}, the checkpoint scores "
                          f"{acc['trained']:.4f} on the {n} test images read now")
     return entry, runners["onnx"].provider, runners["onnx"].output_name
+
+
+def add_int8(entry: dict, folder: str, name: str, cal: int8.Calibration, reference: np.ndarray, split: TestSplit,
+             spec: models.Preprocessing, device: backends.Device, timing: tuple, bench_s: float) -> None:
+    """Add the INT8 model of the proven float model in `folder` to its manifest entry (export/int8.py): the "int8"
+    block, and its figures under int8.BACKEND beside the float backends'. Whatever fails here fails the INT8 model
+    only, never the float one."""
+    try:
+        block, figures = int8.export(folder, name, cal, reference, split.images, split.labels, spec, device, timing,
+                                     bench_s, INPUT_NAME)
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime's quantization raises many types; the float model stays served
+        runtime.check_stop()
+        if os.path.exists(os.path.join(folder, int8.FILE)):
+            os.remove(os.path.join(folder, int8.FILE))
+        block, figures = {"plan": cal.plan.as_dict(), "status": f"failed: {type(e).__name__}: "
+                          f"{(str(e).strip().splitlines() or [''])[0][:200]}"}, {}
+    entry["int8"] = block
+    keys = {"test_acc": int8.BACKEND, "max_abs_diff": int8.BACKEND, "latency_ms": f"{int8.BACKEND}_b1",
+            "throughput_ips": f"{int8.BACKEND}_b{len(timing[1])}"}
+    for field, value in figures.items():
+        if value is not None:
+            entry[field][keys[field]] = value
 
 
 def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EXAMPLES_PER_CLASS) -> list:
@@ -380,7 +416,8 @@ def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EX
 
 
 def _files_exist(out: str, entry: dict) -> bool:
-    paths = [entry.get("onnx"), *(entry.get("paddle") or {}).values()]
+    int8_file = (entry.get("int8") or {}).get("onnx")
+    paths = [entry.get("onnx"), *(entry.get("paddle") or {}).values(), *([int8_file] if int8_file else [])]
     return all(p and os.path.isfile(os.path.join(out, p)) for p in paths)
 
 
@@ -405,33 +442,39 @@ class Report:
 
 def export_run(run_dir: str, optimizers: list | None = None, opset: int = 13, force: bool = False,
                device: backends.Device | None = None, data_root: str | None = None, progress: bool = True,
-               bench_s: float = 0.25, winner_only: bool = False) -> Report:
+               bench_s: float = 0.25, winner_only: bool = False, int8_plan: int8.Plan | None = None) -> Report:
     """Export every selected model of a run (or only its winner; skipping unchanged ones unless `force`) and
     write the manifest (only when its content changes), holding the export folder's lock (Busy, naming the
-    holder's pid, when another export holds it)."""
+    holder's pid, when another export holds it). With `int8_plan`, an INT8 model beside each (export/int8.py)."""
     run = open_run(run_dir, optimizers, winner_only)
     lock = FolderLock(os.path.join(run.dir, "export"), "wait for that export to end")
     try:
-        return _export_run(run, opset, force, device, data_root, progress, bench_s)
+        return _export_run(run, opset, force, device, data_root, progress, bench_s, int8_plan)
     finally:
         lock.release()
 
 
 def _export_run(run: Run, opset: int, force: bool, device: backends.Device | None, data_root: str | None,
-                progress: bool, bench_s: float) -> Report:
+                progress: bool, bench_s: float, int8_plan: int8.Plan | None) -> Report:
     device = device or backends.choose_device("auto")
     out = os.path.join(run.dir, "export")
     path = os.path.join(out, contract.FILE)
     prev, prev_models = _previous(run, path, device)
     shas = {n: sha256(p) for n, p in run.checkpoints.items()}
     calibrations = {n: {k: v for k, v in calibration_of(run, n).items() if k != "fitted"} for n in run.checkpoints}
-    todo = [n for n in run.checkpoints if force or not _unchanged(prev_models.get(n), shas[n], opset, out, calibrations[n])]
+    todo = [n for n in run.checkpoints
+            if force or not _unchanged(prev_models.get(n), shas[n], opset, out, calibrations[n], int8_plan)]
     split = load_test_split(run, data_root, progress) if todo else None
+    cal = None
+    if int8_plan is not None and todo:  # training photos only: the test split proves, it never calibrates
+        cal, notes = int8.calibration(split_samples(run, "train", data_root)[0], len(run.classes), run.preprocessing,
+                                      int8_plan)
+        run.notes += notes
     _clean(out)
     work = temp_dir(out)  # this process's own: each model is made and proven here, then moved into out
     try:
         rows, provider, output_name = _export_all(run, todo, prev_models, shas, out, work, split, device, opset,
-                                                  bench_s, progress)
+                                                  bench_s, progress, cal)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     entries = _entries(run, rows, prev, prev_models, out)
@@ -465,10 +508,13 @@ def _previous(run: Run, path: str, device: backends.Device) -> tuple[dict, dict]
     return prev, (prev.get("models", {}) if same_setup else {})
 
 
-def _unchanged(entry: dict | None, sha: str, opset: int, out: str, calibration: dict) -> bool:
+def _unchanged(entry: dict | None, sha: str, opset: int, out: str, calibration: dict, int8_plan: int8.Plan | None) -> bool:
+    """Whether the previous export of a model stands: same checkpoint, opset and calibration, its files there, and,
+    when INT8 is asked for, an INT8 model made by the same plan (`int8.done`)."""
     e = entry or {}
     return e.get("status") == "ok" and e.get("checkpoint_sha256") == sha and e.get("opset") == opset and _files_exist(out, e) \
-        and e.get("calibration") == calibration
+        and e.get("calibration") == calibration \
+        and (int8_plan is None or int8.done(e.get("int8"), int8_plan))
 
 
 def _clean(out: str) -> None:
@@ -481,7 +527,7 @@ def _clean(out: str) -> None:
 
 
 def _export_all(run, todo, prev_models, shas, out, work, split, device, opset, bench_s,
-                progress) -> tuple[list, str | None, str | None]:
+                progress, cal) -> tuple[list, str | None, str | None]:
     """One Row per selected model (exported, unchanged or failed); the ONNX provider and output name used. Each
     model is exported and proven in `work`; its files replace those in `out` only when the proof passed."""
     rows, output_name, provider, memo = [], None, None, {}
@@ -490,7 +536,7 @@ def _export_all(run, todo, prev_models, shas, out, work, split, device, opset, b
             rows.append(Row(n, prev_models[n], "unchanged"))
             continue
         try:
-            entry, provider, output_name = export_model(run, n, work, split, device, opset, bench_s, memo)
+            entry, provider, output_name = export_model(run, n, work, split, device, opset, bench_s, memo, cal)
         except ModelFailed as e:
             runtime.check_stop()  # paddle2onnx killed by Ctrl+C is not this model's fault
             entry = {"status": str(e)}
