@@ -190,7 +190,7 @@ def prove(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, plan: Pl
         problems.append(f"agrees with the trained model on {agreement:.1%} of {len(labels)} test images "
                         f"(needs {plan.min_agreement:.1%})")
     if not abs(acc - float_acc) <= plan.max_acc_change + 1e-12:
-        problems.append(f"test accuracy {acc:.1%} vs {float_acc:.1%} float (allowed ±{plan.max_acc_change:.1%})")
+        problems.append(f"test accuracy {acc:.1%} vs {float_acc:.1%} float (allowed: within {100 * plan.max_acc_change:.1f} pt)")
     if not np.isfinite(diff):
         problems.append("outputs are not finite")
     return acc, agreement, diff, problems

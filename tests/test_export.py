@@ -225,7 +225,8 @@ def test_checkpoint_of_another_network_is_refused(tiny_run, tmp_path):
 def test_bench_prints_ratios(tiny_export, tiny_run, tmp_path):
     run = copy_run(tiny_run, tmp_path / "run", keep_export=True)
     p = run_cli("bench/bench_export.py", "--run", run, "--seconds", "0.3")
-    for needle in ("dygraph", "ONNX Runtime b1 latency / dygraph", "Paddle Inference b1 latency / dygraph", "export time per model"):
+    for needle in ("dygraph", "ONNX Runtime b1 latency / dygraph", "Paddle Inference b1 latency / dygraph", "export time per model",
+                   "ONNX Runtime INT8 ÷ float: b1 latency", "2 of 2 INT8 models passed their proof"):
         assert needle in p.stdout, p.stdout
     ratio = float(p.stdout.split("ONNX Runtime b1 latency / dygraph")[1].split("=")[1].split()[0])
     assert ratio > 0
