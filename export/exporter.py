@@ -8,7 +8,9 @@ For each optimizer of `runs/<run>/` with a `<optimizer>/best.pdparams`:
    opset, and run `onnx.checker` on the result (`export/<optimizer>/model.onnx`);
 3. run the dygraph model, Paddle Inference and ONNX Runtime over the run's test split with the shared
    preprocessing: each backend must predict exactly what the trained model predicts, with
-   max |Δprob| <= 1e-4; otherwise the model's status is "parity failed: ...".
+   max |Δprob| <= 1e-4; otherwise the model's status is "parity failed: ...";
+4. with an INT8 plan (`--int8`), quantize the proven ONNX model, calibrated on training photos, and prove it
+   on the same test split (export/int8.py): `export/<optimizer>/model.int8.onnx` and the entry's "int8" block.
 
 `export/manifest.json` (models/manifest.py: format, writer, reader; every path relative to its folder) is
 all the demo reads. A model whose checkpoint sha256, opset and device are unchanged is not exported again.
@@ -28,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 import models
+from export import int8
 from models import inference as backends
 from models import manifest as contract
 from models import ranking
@@ -89,6 +92,7 @@ class Options:
     tolerance: float = TOLERANCE  # the proof: max |Δprob| an exported backend may differ from the trained model by
     progress: bool = True
     bench_s: float = 0.25  # seconds of timing per backend and batch size
+    int8: int8.Plan | None = None  # also an INT8 model per optimizer, made and proven by this plan (--int8)
 
 
 @dataclass
@@ -197,8 +201,9 @@ def _train_status(results: dict, name: str) -> str:
     return f"training status: {results.get(name, {}).get('status', 'unknown')}"
 
 
-def load_test_split(run: Run, data_root: str | None = None, progress: bool = True) -> TestSplit:
-    """The run's test images (minus the ones training skipped), decoded and resized by the run's preprocessing."""
+def split_samples(run: Run, split: str, data_root: str | None = None) -> tuple[list, str]:
+    """The samples of one split of the run's dataset, minus the files training skipped, and the dataset's folder.
+    RunError when the dataset cannot be opened or has other classes than the run."""
     data = run.saved.data
     root = data_root or data.get("root", "")
     try:
@@ -209,13 +214,19 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
     if list(ds.classes) != run.classes:
         raise RunError(f"{ds.root} has classes {', '.join(ds.classes)} but the run was trained on {', '.join(run.classes)}; "
                        f"pass --data with the run's dataset")
-    if data.get("fingerprint") and ds.fingerprint() != data["fingerprint"]:
-        run.notes.append(f"the dataset at {ds.root} changed since training (fingerprint differs); figures use the current files")
+    note = f"the dataset at {ds.root} changed since training (fingerprint differs); figures use the current files"
+    if data.get("fingerprint") and ds.fingerprint() != data["fingerprint"] and note not in run.notes:
+        run.notes.append(note)
     skipped = {s["path"].replace("\\", "/") for s in data.get("skipped", [])}
     roots = {ds.root, os.path.abspath(root)}
-    samples = [s for s in ds.split("test") if not {os.path.relpath(s.path, r) for r in roots} & skipped]
+    return [s for s in ds.split(split) if not {os.path.relpath(s.path, r) for r in roots} & skipped], ds.root
+
+
+def load_test_split(run: Run, data_root: str | None = None, progress: bool = True) -> TestSplit:
+    """The run's test images (minus the ones training skipped), decoded and resized by the run's preprocessing."""
+    samples, root = split_samples(run, "test", data_root)
     if not samples:
-        raise RunError(f"the dataset at {ds.root} has no test images; give it a test split (Kaggle labels.csv "
+        raise RunError(f"the dataset at {root} has no test images; give it a test split (Kaggle labels.csv "
                        f"is_final_validation, or a test/ folder) or pass --data DIR")
     images, labels, paths, spec = [], [], [], run.preprocessing
     for s in tqdm(samples, desc="test images", unit="img", leave=False, disable=None if progress else True):
@@ -227,7 +238,7 @@ def load_test_split(run: Run, data_root: str | None = None, progress: bool = Tru
         labels.append(s.label)
         paths.append(s.path)
     if not images:
-        raise RunError(f"none of the {len(samples)} test images in {ds.root} could be read; check the dataset")
+        raise RunError(f"none of the {len(samples)} test images in {root} could be read; check the dataset")
     return TestSplit(np.stack(images), np.asarray(labels), paths)
 
 
@@ -317,8 +328,10 @@ def reference_probabilities(layer: backends.Deployed, images: np.ndarray, spec: 
     return np.exp(backends.log_probabilities(Top(net, NUM_BLOCKS), [[memo[key][v] for v in views]], layer.temperature))
 
 
-def export_model(run: Run, name: str, out: str, split: TestSplit, options: Options, memo: dict | None = None) -> tuple[dict, str, str]:
-    """Export one optimizer's model into out/<name>/ and prove it. Returns (manifest entry, onnx provider, output name)."""
+def export_model(run: Run, name: str, out: str, split: TestSplit, options: Options, memo: dict | None = None,
+                 cal: int8.Calibration | None = None) -> tuple[dict, str, str]:
+    """Export one optimizer's model into out/<name>/ and prove it; with `cal`, its INT8 model too (`add_int8`).
+    Returns (manifest entry, onnx provider, output name)."""
     device, bench_s = options.device, options.bench_s
     t0 = time.perf_counter()
     layer = load_network(run, name)
@@ -365,11 +378,36 @@ def export_model(run: Run, name: str, out: str, split: TestSplit, options: Optio
         "export_seconds": round(export_seconds, 3),
         "calibration": {k: v for k, v in calibration_of(run, name).items() if k != "fitted"},
     }
+    if cal is not None and not problems:
+        add_int8(entry, os.path.join(out, name), name, cal, probs["dygraph"], split, run.preprocessing, device,
+                 (x1, xb), bench_s)
     trained = run.results.get(name, {}).get("test_acc")
     if trained is not None and abs(trained - acc["trained"]) > 1e-9:
         run.notes.append(f"{name}: results.json says test acc {trained:.4f}, the checkpoint scores "
                          f"{acc['trained']:.4f} on the {n} test images read now")
     return entry, runners["onnx"].provider, runners["onnx"].output_name
+
+
+def add_int8(entry: dict, folder: str, name: str, cal: int8.Calibration, reference: np.ndarray, split: TestSplit,
+             spec: models.Preprocessing, device: backends.Device, timing: tuple, bench_s: float) -> None:
+    """Add the INT8 model of the proven float model in `folder` to its manifest entry (export/int8.py): the "int8"
+    block, and its figures under int8.BACKEND beside the float backends'. Whatever fails here fails the INT8 model
+    only, never the float one."""
+    try:
+        block, figures = int8.export(folder, name, cal, reference, split.images, split.labels, spec, device, timing,
+                                     bench_s, INPUT_NAME)
+    except Exception as e:  # noqa: BLE001 - ONNX Runtime's quantization raises many types; the float model stays served
+        runtime.check_stop()
+        if os.path.exists(os.path.join(folder, int8.FILE)):
+            os.remove(os.path.join(folder, int8.FILE))
+        block, figures = {"plan": cal.plan.as_dict(), "status": f"failed: {type(e).__name__}: "
+                          f"{(str(e).strip().splitlines() or [''])[0][:200]}"}, {}
+    entry["int8"] = block
+    keys = {"test_acc": int8.BACKEND, "max_abs_diff": int8.BACKEND, "latency_ms": f"{int8.BACKEND}_b1",
+            "throughput_ips": f"{int8.BACKEND}_b{len(timing[1])}"}
+    for field, value in figures.items():
+        if value is not None:
+            entry[field][keys[field]] = value
 
 
 def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EXAMPLES_PER_CLASS) -> list:
@@ -388,7 +426,8 @@ def copy_examples(split: TestSplit, classes: list, out: str, per_class: int = EX
 
 
 def _files_exist(out: str, entry: dict) -> bool:
-    paths = [entry.get("onnx"), *(entry.get("paddle") or {}).values()]
+    int8_file = (entry.get("int8") or {}).get("onnx")
+    paths = [entry.get("onnx"), *(entry.get("paddle") or {}).values(), *([int8_file] if int8_file else [])]
     return all(p and os.path.isfile(os.path.join(out, p)) for p in paths)
 
 
@@ -414,7 +453,7 @@ class Report:
 def export_run(run_dir: str, options: Options = Options()) -> Report:
     """Export every selected model of a run (or only its winner; skipping unchanged ones unless `options.force`) and
     write the manifest (only when its content changes), holding the export folder's lock (Busy, naming the
-    holder's pid, when another export holds it)."""
+    holder's pid, when another export holds it). With `options.int8`, an INT8 model beside each (export/int8.py)."""
     run = open_run(run_dir, list(options.optimizers) if options.optimizers else None, options.winner_only)
     lock = FolderLock(os.path.join(run.dir, "export"), "wait for that export to end")
     try:
@@ -431,12 +470,18 @@ def _export_run(run: Run, options: Options) -> Report:
     shas = {n: sha256(p) for n, p in run.checkpoints.items()}
     calibrations = {n: {k: v for k, v in calibration_of(run, n).items() if k != "fitted"} for n in run.checkpoints}
     todo = [n for n in run.checkpoints
-            if options.force or not _unchanged(prev_models.get(n), shas[n], options.opset, out, calibrations[n])]
+            if options.force or not _unchanged(prev_models.get(n), shas[n], options.opset, out, calibrations[n],
+                                               options.int8)]
     split = load_test_split(run, options.data_root, options.progress) if todo else None
+    cal = None
+    if options.int8 is not None and todo:  # training photos only: the test split proves, it never calibrates
+        cal, notes = int8.calibration(split_samples(run, "train", options.data_root)[0], len(run.classes),
+                                      run.preprocessing, options.int8)
+        run.notes += notes
     _clean(out)
     work = temp_dir(out)  # this process's own: each model is made and proven here, then moved into out
     try:
-        rows, provider, output_name = _export_all(run, Batch(todo, prev_models, shas, out, work, split), options)
+        rows, provider, output_name = _export_all(run, Batch(todo, prev_models, shas, out, work, split, cal), options)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     entries = _entries(run, rows, prev, prev_models, out)
@@ -470,10 +515,13 @@ def _previous(run: Run, path: str, device: backends.Device) -> tuple[dict, dict]
     return prev, (prev.get("models", {}) if same_setup else {})
 
 
-def _unchanged(entry: dict | None, sha: str, opset: int, out: str, calibration: dict) -> bool:
+def _unchanged(entry: dict | None, sha: str, opset: int, out: str, calibration: dict, int8_plan: int8.Plan | None) -> bool:
+    """Whether the previous export of a model stands: same checkpoint, opset and calibration, its files there, and,
+    when INT8 is asked for, an INT8 model made by the same plan (`int8.done`)."""
     e = entry or {}
     return e.get("status") == "ok" and e.get("checkpoint_sha256") == sha and e.get("opset") == opset and _files_exist(out, e) \
-        and e.get("calibration") == calibration
+        and e.get("calibration") == calibration \
+        and (int8_plan is None or int8.done(e.get("int8"), int8_plan))
 
 
 def _clean(out: str) -> None:
@@ -488,13 +536,15 @@ def _clean(out: str) -> None:
 @dataclass
 class Batch:
     """This export's models: which to export (todo; the others are unchanged), their earlier manifest entries and
-    checkpoint hashes, the export folder, this process's work folder and the test split they are proven on."""
+    checkpoint hashes, the export folder, this process's work folder, the test split they are proven on and the INT8
+    calibration."""
     todo: list
     prev_models: dict
     shas: dict
     out: str
     work: str
     split: TestSplit | None
+    cal: int8.Calibration | None = None  # the INT8 calibration photos, when INT8 models are made
 
 
 def _export_all(run: Run, batch: Batch, options: Options) -> tuple[list, str | None, str | None]:
@@ -507,7 +557,7 @@ def _export_all(run: Run, batch: Batch, options: Options) -> tuple[list, str | N
             rows.append(Row(n, batch.prev_models[n], "unchanged"))
             continue
         try:
-            entry, provider, output_name = export_model(run, n, batch.work, batch.split, options, memo)
+            entry, provider, output_name = export_model(run, n, batch.work, batch.split, options, memo, batch.cal)
         except ModelFailed as e:
             runtime.check_stop()  # paddle2onnx killed by Ctrl+C is not this model's fault
             entry = {"status": str(e)}

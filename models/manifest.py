@@ -10,7 +10,12 @@ Format 2, every path relative to the manifest's folder and inside it:
   leaderboard {markdown, plots, mistakes} (copies of the run's reports), models {optimizer: {status,
   paddle {model, params}, onnx, opset, test_acc {trained, paddle, onnx}, test_images, max_abs_diff,
   latency_ms, throughput_ips, export_seconds, checkpoint_sha256, best_val_acc, best_epoch,
-  calibration {temperature (inside the exported model), threshold (below it the answer is "not sure")}}}.
+  calibration {temperature (inside the exported model), threshold (below it the answer is "not sure")},
+  int8 (export/to_onnx.py --int8 only; export/int8.py) {status ("ok" | "int8 parity failed: ..." | "failed: ..."),
+  onnx (only when ok), plan {method, photos, seed, split "train", min_agreement, max_acc_change, version},
+  calibration_photos, quantization, kept_float + float_nodes (what stays float), agreement, export_seconds,
+  proof_seconds, bytes}}}; an INT8 model's figures sit beside the float backends' under "onnx-int8" (test_acc,
+  max_abs_diff, latency_ms "onnx-int8_b1", throughput_ips "onnx-int8_b32").
 The input is one float32 NCHW RGB batch of preprocessing.size x preprocessing.size images made by that
 preprocessing; the output is calibrated probabilities over `classes` (OUTPUT; older manifests: plain softmax,
 no calibration block).

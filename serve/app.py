@@ -1,10 +1,10 @@
 """Gradio demo: upload an insect photo, pick any optimizer's exported model, see the prediction.
 
     python serve/app.py                                   # newest run's manifest, http://127.0.0.1:7860
-    python serve/app.py --manifest runs/hym/export/manifest.json --port 7861 --backend onnx
+    python serve/app.py --manifest runs/hym/export/manifest.json --port 7861 --backend onnx-int8
 
 Reads one export manifest.json and only the files it names inside its own folder (serve/manifest.py);
-serves its models with ONNX Runtime or Paddle Inference (serve/engines.py); the page and its API are in
+serves its models with ONNX Runtime (float, or INT8 where it passed its proof) or Paddle Inference (serve/engines.py); the page and its API are in
 serve/ui.py. API, with gradio_client: `classify(image, model_name[, backend])` and `compare_all(image[, backend])`.
 Every request body is limited (serve/bodylimit.py); Gradio's temporary files live in a folder of the
 demo's own, removed on exit, where uploads go after --upload-max-age and the total is capped at --max-temp-size
@@ -28,7 +28,7 @@ sys.path.insert(0, ROOT)
 
 import models  # noqa: E402  (first: quiets Paddle)
 from util import runtime  # noqa: E402
-from serve.engines import BACKENDS, Engines, cpu_threads  # noqa: E402
+from serve.engines import AUTO, CHOICES, Engines, cpu_threads  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
 
 UNITS = {"b": 1, "kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}  # as Gradio reads --max-file-size: 20mb = 20 MiB
@@ -46,7 +46,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--manifest", help="export manifest.json (default: the newest under runs/)")
     p.add_argument("--runs", default=os.path.join(ROOT, "runs"), help="where to look for the newest run (default: runs/)")
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnx", help="initial backend (switchable on the page)")
+    p.add_argument("--backend", choices=list(CHOICES), default=AUTO,
+                   help="initial backend, switchable on the page (default auto: each model's fastest that passed its proof)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--concurrency", type=int, default=min(4, os.cpu_count() or 1),

@@ -4,6 +4,10 @@ Every file the manifest names — models, leaderboard markdown, plots, the winne
 must resolve (links followed) to a file inside the manifest's own folder. An entry that does not is
 refused: it is never opened, never handed to Gradio, and `Manifest.refused` holds one line saying so
 (the demo prints them once at start). Nothing else on disk is ever opened.
+
+A model is served with each backend whose files passed their proof: ONNX Runtime and Paddle Inference always,
+its INT8 ONNX model only when its INT8 proof passed (`int8.status` "ok"; manifests without INT8 serve float).
+`ModelEntry.fastest` is the default backend: the proven one with the lowest batch-1 latency measured at export.
 """
 from __future__ import annotations
 
@@ -16,6 +20,9 @@ from models.manifest import ManifestError, newest  # noqa: F401  (what the demo 
 from util.io import within
 
 MAX_MARKDOWN = 1 << 20  # leaderboard.md is a table; read at most 1 MiB of it
+INT8 = "onnx-int8"  # export/int8.py BACKEND
+NO_INT8 = "no INT8 model: exported without --int8"
+SERVED = ("onnx", INT8, "paddle")  # the backends a manifest's files can be run with (serve/engines.py names them)
 
 
 class Refused(ValueError):
@@ -34,11 +41,23 @@ class ModelEntry:
     best_epoch: int | None = None
     temperature: float = 1.0  # inside the exported model (export/exporter.py); 1.0: not calibrated (older export)
     threshold: float = 0.0  # below this top probability the answer is "not sure" (0: always an answer)
+    int8_onnx: str | None = None  # absolute, inside the export folder; only when its INT8 proof passed
+    int8_status: str = NO_INT8  # why there is no INT8 model to serve, or "ok"
+    latency_ms: dict = field(default_factory=dict)  # backend -> batch-1 latency measured at export
 
     def accuracy(self, backend: str | None = None) -> float | None:
         """Test accuracy measured on the exported files for `backend`, else the trained checkpoint's."""
         acc = self.test_acc.get(backend) if backend else None
         return acc if acc is not None else self.test_acc.get("trained")
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends whose files passed their proof, in SERVED order."""
+        return [b for b in SERVED if b != INT8 or self.int8_onnx]
+
+    def fastest(self) -> str:
+        """The proven backend with the lowest batch-1 latency measured at export (none measured: the first)."""
+        return min(self.backends, key=lambda b: self.latency_ms.get(b, float("inf")))
 
 
 @dataclass
@@ -98,6 +117,20 @@ def _number(v, default: float, lo: float, hi: float) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi else default
 
 
+def _int8(folder: str, name: str, block, refused: list) -> tuple[str | None, str]:
+    """(the INT8 model's path when its proof passed and its file is inside the folder, else None; its status)."""
+    if not isinstance(block, dict):
+        return None, NO_INT8
+    status = str(block.get("status") or "missing status")
+    if status != "ok":
+        return None, status
+    try:
+        return inside(folder, block.get("onnx"), f"{name} INT8 ONNX model"), status
+    except Refused as err:
+        refused.append(f"{err}; {name} is served in float only")
+        return None, str(err).removeprefix("refused ")
+
+
 def _val_rank(entries: dict, order: list) -> list:
     """Names, best validation accuracy first; ties and unknown accuracies keep the run's order."""
     return sorted(order, key=lambda n: -(entries[n].best_val_acc if entries[n].best_val_acc is not None else -1.0))
@@ -120,6 +153,8 @@ def load(path: str) -> Manifest:
             paddle_files = e.get("paddle") if isinstance(e.get("paddle"), dict) else {}
             val = e.get("best_val_acc")
             cal = e.get("calibration") if isinstance(e.get("calibration"), dict) else {}
+            int8_file, int8_status = _int8(folder, name, e.get("int8"), refused)
+            lat = e.get("latency_ms") if isinstance(e.get("latency_ms"), dict) else {}
             servable[name] = ModelEntry(
                 name=name,
                 onnx=inside(folder, e.get("onnx"), f"{name} ONNX model"),
@@ -129,7 +164,9 @@ def load(path: str) -> Manifest:
                 test_images=int(e.get("test_images") or 0),
                 best_val_acc=float(val) if isinstance(val, (int, float)) else None,
                 best_epoch=e.get("best_epoch"), temperature=_number(cal.get("temperature"), 1.0, 1e-6, 1e6),
-                threshold=_number(cal.get("threshold"), 0.0, 0.0, 1.0))
+                threshold=_number(cal.get("threshold"), 0.0, 0.0, 1.0), int8_onnx=int8_file, int8_status=int8_status,
+                latency_ms={b: _number(lat.get(f"{b}_b1"), float("inf"), 0.0, 1e9) for b in SERVED
+                            if f"{b}_b1" in lat})
         except Refused as err:
             unavailable[name] = str(err).removeprefix("refused ")
             refused.append(f"{err}; model {name} not served")

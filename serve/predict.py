@@ -3,11 +3,13 @@
     python serve/predict.py bee.jpg photos/                  # the newest run's winner; folders are walked
     python serve/predict.py bee.jpg --all --top-k 2          # every model of the run, best on validation first
     python serve/predict.py photos/ --model adam --backend paddle --json
+    python serve/predict.py bee.jpg --backend onnx-int8         # the INT8 model (when it passed its proof)
 
 Same manifest reading (serve/manifest.py), same preprocessing (serve/decode.py: the manifest's `models.Preprocessing`) and
 same runners (serve/engines.py: `models.inference`) as serve/app.py, one photo at a time as the page
 does, so the probabilities equal the page's /classify for the same file and model. Default model: the
-run's winner (chosen on validation accuracy). Exit status: 0 when every photo was classified, 1 when
+run's winner (chosen on validation accuracy); default backend: each model's fastest that passed its proof
+(batch-1 latency measured at export), named beside the answer. Exit status: 0 when every photo was classified, 1 when
 some could not be read (one line each on stderr; the others are still classified), 2 for usage errors.
 """
 from __future__ import annotations
@@ -24,7 +26,7 @@ import models  # noqa: E402  (first: quiets Paddle)
 from util import runtime  # noqa: E402
 from serve import decode  # noqa: E402
 from models.inference import Refused  # noqa: E402
-from serve.engines import BACKENDS, Engines  # noqa: E402
+from serve.engines import AUTO, CHOICES, Engines, NotServed  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
 from serve.text import SYNTHETIC, answer, knows, unsure_note  # noqa: E402
 from util.fmt import pct  # noqa: E402
@@ -38,7 +40,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     which = p.add_mutually_exclusive_group()
     which.add_argument("--model", help="optimizer whose model to use (default: the run's winner)")
     which.add_argument("--all", action="store_true", help="every servable model, best on validation first")
-    p.add_argument("--backend", choices=sorted(BACKENDS), default="onnx", help="default onnx (ONNX Runtime)")
+    p.add_argument("--backend", choices=list(CHOICES), default=AUTO,
+                   help="auto (default): each model's fastest backend that passed its proof; onnx (ONNX Runtime), "
+                        "onnx-int8 (its INT8 model) or paddle (Paddle Inference)")
     p.add_argument("--top-k", type=int, default=1, help="classes shown per photo, most confident first (default 1)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of the table")
     args = p.parse_args(argv)
@@ -96,8 +100,8 @@ def chosen_models(manifest, args) -> list[str]:
     return [manifest.winner]
 
 
-def classify(manifest, engines, names: list, paths: list, backend: str, top_k: int) -> tuple[list, list]:
-    """(one row per photo and model, [(photo, why)] for the unreadable ones)."""
+def classify(manifest, engines, used: dict, paths: list, top_k: int) -> tuple[list, list]:
+    """(one row per photo and model of `used` (model -> the backend it runs on), [(photo, why)] for the unreadable ones)."""
     rows, bad = [], []
     for path in paths:
         try:
@@ -105,39 +109,39 @@ def classify(manifest, engines, names: list, paths: list, backend: str, top_k: i
         except models.ImageError as e:
             bad.append((path, str(e)))
             continue
-        for name in names:
-            probs, _ = engines.run(backend, name, x)
+        for name, backend in used.items():
+            probs, _, _ = engines.run(backend, name, x)
             p = {c: float(v) for c, v in zip(manifest.classes, probs[0])}
             top = sorted(p.items(), key=lambda kv: -kv[1])[:top_k]
             said = answer(manifest.classes, probs[0], manifest.models[name].threshold)
-            rows.append({"photo": path, "model": name, "answer": said, "sure": said == top[0][0],
+            rows.append({"photo": path, "model": name, "backend": backend, "answer": said, "sure": said == top[0][0],
                          "class": top[0][0], "model_confidence": top[0][1],
                          "top_k": [[c, v] for c, v in top], "probabilities": p})
     return rows, bad
 
 
-def print_json(manifest, engines, names, rows, bad, backend: str) -> None:
-    json.dump({"manifest": manifest.path, "run": manifest.run, "backend": backend,
-               "device": engines.where(backend), "classes": list(manifest.classes),
+def print_json(manifest, engines, used, rows, bad, backend: str) -> None:
+    json.dump({"manifest": manifest.path, "run": manifest.run, "backend": backend, "classes": list(manifest.classes),
                "synthetic": manifest.synthetic, "winner": manifest.run_winner or manifest.winner,
-               "models": {n: {"best_val_acc": manifest.models[n].best_val_acc,
-                              "test_acc": manifest.models[n].accuracy(backend),
+               "models": {n: {"backend": b, "device": engines.where(b), "best_val_acc": manifest.models[n].best_val_acc,
+                              "test_acc": manifest.models[n].accuracy(b),
                               "temperature": manifest.models[n].temperature,
-                              "not_sure_below": manifest.models[n].threshold} for n in names},
+                              "not_sure_below": manifest.models[n].threshold} for n, b in used.items()},
                "results": rows, "unreadable": [{"photo": f, "error": why} for f, why in bad]},
               sys.stdout, indent=2)
     print()
 
 
-def print_table(manifest, engines, names, rows, backend: str, top_k: int) -> None:
+def print_table(manifest, engines, used, rows, backend: str, top_k: int) -> None:
     if manifest.synthetic:
         print(f"warning: {SYNTHETIC}", file=sys.stderr)
     print(knows(manifest.classes))
-    for n in names:
+    for n, b in used.items():
         e = manifest.models[n]
         tag = " (the run's winner)" if n == manifest.run_winner else ""
+        why = " (the fastest that passed its proof)" if backend == AUTO else ""
         print(f"model {n}{tag}: best validation accuracy {pct(e.best_val_acc)}, "
-              f"test accuracy {pct(e.accuracy(backend))}; {engines.where(backend)}")
+              f"test accuracy {pct(e.accuracy(b))}; {engines.where(b)}{why}")
         if e.threshold > 0:
             print(f"  {unsure_note(e.threshold)}")
     table = [("photo", "answer", "model confidence", "model") + (("next",) if top_k > 1 else ())]
@@ -153,22 +157,22 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         manifest = load(args.manifest or newest(args.runs))
-        names = chosen_models(manifest, args)
-    except (ManifestError, ValueError) as e:
+        engines = Engines(manifest)
+        used = {n: engines.resolve(args.backend, n) for n in chosen_models(manifest, args)}
+    except (ManifestError, NotServed, ValueError) as e:
         print(f"serve/predict.py: {e}", file=sys.stderr)
         return 2
-    engines = Engines(manifest)
     files, bad = photo_files(args.photos)
     try:
-        rows, unreadable = classify(manifest, engines, names, files, args.backend, args.top_k)
+        rows, unreadable = classify(manifest, engines, used, files, args.top_k)
     except Refused as e:  # a model file refused before it was opened, or an output that is not probabilities
         print(f"serve/predict.py: {e}", file=sys.stderr)
         return 2
     bad += unreadable
     if args.json:
-        print_json(manifest, engines, names, rows, bad, args.backend)
+        print_json(manifest, engines, used, rows, bad, args.backend)
     else:
-        print_table(manifest, engines, names, rows, args.backend, args.top_k)
+        print_table(manifest, engines, used, rows, args.backend, args.top_k)
     for f, why in bad:
         print(f"serve/predict.py: {shown(f)}: {shown(why.removeprefix(os.path.basename(f) + ': '))}", file=sys.stderr)
     return 1 if bad else 0

@@ -15,12 +15,12 @@ import gradio as gr
 
 import models
 from serve import decode
-from serve.engines import BACKENDS, Engines
+from serve.engines import AUTO, BACKENDS, CHOICES, Engines, NotServed
 from serve.manifest import Manifest, ModelEntry
 from serve.text import SYNTHETIC, answer, knows, unsure_note
 from util.fmt import pct
 
-HEADERS = ["optimizer", "answer", "model confidence", "best val accuracy", "test accuracy", "latency (ms)"]
+HEADERS = ["optimizer", "answer", "model confidence", "best val accuracy", "test accuracy", "latency (ms)", "backend"]
 CONFIDENCE = ("model confidence: the model's probability for each class, calibrated on the validation split "
               "(of the answers given with 80% confidence, about 80% were right there)")
 
@@ -51,8 +51,8 @@ class Demo:
         Only files in the demo's upload folder are read: a server path written into a request is refused
         (Gradio refuses it first; this is the second lock).
         """
-        if backend not in BACKENDS:
-            raise _error(f"Unknown backend {backend!r}: choose one of {', '.join(BACKENDS)}.")
+        if backend not in CHOICES:
+            raise _error(f"Unknown backend {backend!r}: choose one of {', '.join(CHOICES)}.")
         path = image.get("path") if isinstance(image, dict) else None
         if image is None or (isinstance(image, dict) and not path):
             raise _error("No image: upload a photo (JPEG, PNG, WebP, ...) or pick an example, then try again.")
@@ -69,17 +69,19 @@ class Demo:
     def _run(self, backend: str, name: str, x):
         try:
             return self.engines.run(backend, name, x)
+        except NotServed as e:
+            raise _error(f"{e}.") from None
         except (RuntimeError, OSError, ValueError) as e:  # a model file that loads but will not run
             first = (str(e).splitlines() or [type(e).__name__])[0][:200]
-            raise _error(f"{BACKENDS[backend]} could not run {name}: {first}") from None
+            raise _error(f"{CHOICES[backend]} could not run {name}: {first}") from None
 
-    def classify(self, image, model_name: str, backend: str = "onnx"):
+    def classify(self, image, model_name: str, backend: str = AUTO):
         """One photo, one model -> ({class: model confidence}, markdown: the answer with what it means)."""
         entry = self.m.models.get(model_name)
         if entry is None:
             raise _error(f"Unknown model {model_name!r}: choose one of {', '.join(self.m.models)}.")
         x, t_pre = self._input(image, backend)
-        probs, t_model = self._run(backend, model_name, x)
+        probs, t_model, used = self._run(backend, model_name, x)
         confidences = {c: float(p) for c, p in zip(self.m.classes, probs[0])}
         ranked = sorted(confidences.items(), key=lambda kv: -kv[1])
         lines = [f"## {answer(self.m.classes, probs[0], entry.threshold)}", "", "| class | model confidence |", "|---|---|"]
@@ -90,27 +92,29 @@ class Demo:
             lines += [f"**{SYNTHETIC}**", ""]
         winner = " (the run's winner)" if model_name == self.m.run_winner else ""
         lines += [f"**{model_name}**{winner}: best validation accuracy **{pct(entry.best_val_acc)}**, "
-                  f"test accuracy **{pct(entry.accuracy(backend))}** on {entry.test_images} test images "
+                  f"test accuracy **{pct(entry.accuracy(used))}** on {entry.test_images} test images "
                   f"(measured on the exported model)  ",
-                  f"Ran on **{self.where(backend)}** in **{1000 * (t_pre + t_model):.1f} ms** "
-                  f"(preprocess {1000 * t_pre:.1f} ms + model {1000 * t_model:.1f} ms)"]
+                  f"Ran on **{self.where(used)}**{' (the fastest that passed its proof)' if backend == AUTO else ''} "
+                  f"in **{1000 * (t_pre + t_model):.1f} ms** (preprocess {1000 * t_pre:.1f} ms + model {1000 * t_model:.1f} ms)"]
         return confidences, "\n".join(lines)
 
-    def compare_all(self, image, backend: str = "onnx"):
-        """One photo through every model (best on validation first) -> (rows of HEADERS, markdown summary)."""
+    def compare_all(self, image, backend: str = AUTO):
+        """One photo through every model (best on validation first) -> (rows of HEADERS, markdown summary). A model
+        without a proven file for `backend` runs its fastest proven one; the backend column says which ran."""
         x, t_pre = self._input(image, backend)
-        rows, votes = [], {}
+        rows, votes, ran = [], {}, []
         for name, entry in self.m.models.items():
-            probs, secs = self._run(backend, name, x)
+            probs, secs, used = self._run(self.engines.resolve(backend, name, fallback=True), name, x)
+            ran.append(used)
             k = int(probs[0].argmax())
             said = answer(self.m.classes, probs[0], entry.threshold)
             rows.append([name, said, pct(float(probs[0][k])), pct(entry.best_val_acc),
-                         pct(entry.accuracy(backend)), round(1000 * secs, 2)])
+                         pct(entry.accuracy(used)), round(1000 * secs, 2), BACKENDS[used]])
             said = said if said in self.m.classes else "not sure"
             votes[said] = votes.get(said, 0) + 1
         top = max(votes, key=votes.get)
         info = (f"{votes[top]} of {len(rows)} models say **{top}**. {knows(self.m.classes)}  \n"
-                f"Ran on {self.where(backend)}; preprocessing once: {1000 * t_pre:.1f} ms.")
+                f"Ran on {' · '.join(dict.fromkeys(self.where(u) for u in ran))}; preprocessing once: {1000 * t_pre:.1f} ms.")
         return rows, info
 
 
@@ -118,7 +122,8 @@ def build(demo: Demo, backend: str) -> gr.Blocks:
     """The page: a Classify tab (with Compare all and the examples) and a Leaderboard tab."""
     m = demo.m
     choices = [(choice_label(m, e), name) for name, e in m.models.items()]
-    devices = " · ".join(demo.where(b) for b in BACKENDS)
+    offered = [b for b in CHOICES if b == AUTO or any(b in e.backends for e in m.models.values())]
+    devices = " · ".join(demo.where(b) for b in offered if b in BACKENDS)
     with gr.Blocks(title="Which optimizer? Insect classifier", analytics_enabled=False) as page:
         if m.synthetic:
             gr.Markdown(f"> ⚠️ **{SYNTHETIC}**", elem_id="synthetic-banner")
@@ -137,7 +142,8 @@ def build(demo: Demo, backend: str) -> gr.Blocks:
                                      label="Photo", elem_id="photo")
                     model = gr.Dropdown(choices, value=m.winner, elem_id="model",
                                         label="Model (optimizer: best validation accuracy, test accuracy)")
-                    engine = gr.Radio([(v, k) for k, v in BACKENDS.items()], value=backend, label="Backend")
+                    engine = gr.Radio([(CHOICES[b], b) for b in offered], value=backend if backend in offered else AUTO,
+                                      label="Backend", elem_id="backend")
                     with gr.Row():
                         classify_btn = gr.Button("Classify", variant="primary", elem_id="classify")
                         compare_btn = gr.Button("Compare all models", elem_id="compare")
@@ -146,7 +152,7 @@ def build(demo: Demo, backend: str) -> gr.Blocks:
                     # whose percentages have the one format of serve/text.py (gr.Label rounds to whole percents).
                     label = gr.Label(num_top_classes=len(m.classes), label="Model confidence", visible=False)
                     info = gr.Markdown(knows(m.classes), elem_id="prediction")
-            table = gr.Dataframe(headers=HEADERS, datatype=["str"] * 5 + ["number"],
+            table = gr.Dataframe(headers=HEADERS, datatype=["str"] * 5 + ["number", "str"],
                                  interactive=False, label="All models on this photo", elem_id="compare-table")
             compare_info = gr.Markdown()
             if m.examples:

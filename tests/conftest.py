@@ -63,8 +63,8 @@ def tiny_run(kaggle_fixture, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_export(tiny_run):
-    """runs/<run>/export/ from `export/to_onnx.py` on the tiny run."""
-    run_cli("export/to_onnx.py", "--run", tiny_run, "--opset", "13")
+    """runs/<run>/export/ from `export/to_onnx.py --int8` on the tiny run."""
+    run_cli("export/to_onnx.py", "--run", tiny_run, "--opset", "13", "--int8")
     return os.path.join(tiny_run, "export")
 
 # ---- helpers every stage's tests share ---------------------------------------------------------------------

@@ -76,8 +76,8 @@ def test_export_files_parity_and_manifest(tiny_run, tiny_export):
         assert e["test_acc"]["trained"] == pytest.approx(results[name]["test_acc"], abs=1e-9)
         assert e["test_images"] == n_test
         assert 0 <= e["max_abs_diff"]["paddle"] <= 1e-4 and 0 <= e["max_abs_diff"]["onnx"] <= 1e-4
-        assert set(e["latency_ms"]) == {"dygraph_b1", "paddle_b1", "onnx_b1"} and min(e["latency_ms"].values()) > 0
-        assert set(e["throughput_ips"]) == {"paddle_b32", "onnx_b32"}  # the deployed backends
+        assert set(e["latency_ms"]) == {"dygraph_b1", "paddle_b1", "onnx_b1", "onnx-int8_b1"} and min(e["latency_ms"].values()) > 0
+        assert set(e["throughput_ips"]) == {"paddle_b32", "onnx_b32", "onnx-int8_b32"}  # the deployed backends
         assert e["export_seconds"] > 0 and e["opset"] >= 13
         assert e["best_epoch"] == results[name]["best_epoch"]
         with open(os.path.join(tiny_run, name, "best.pdparams"), "rb") as f:
@@ -109,7 +109,7 @@ def test_manifest_paths_are_relative_and_resolve(tiny_export):
     m = read_manifest(tiny_export)
     paths = [*m["examples"], m["leaderboard"]["markdown"], *m["leaderboard"]["plots"]]
     for e in m["models"].values():
-        paths += [e["onnx"], e["paddle"]["model"], e["paddle"]["params"]]
+        paths += [e["onnx"], e["paddle"]["model"], e["paddle"]["params"], e["int8"]["onnx"]]
     assert m["run"] == ".." and os.path.isdir(os.path.join(tiny_export, m["run"]))
     folder = os.path.realpath(tiny_export)
     for p in paths:  # every file the demo opens lies inside the export folder (it refuses anything else)
@@ -243,7 +243,8 @@ def test_checkpoint_of_another_network_is_refused(tiny_run, tmp_path):
 def test_bench_prints_ratios(tiny_export, tiny_run, tmp_path):
     run = copy_run(tiny_run, tmp_path / "run", keep_export=True)
     p = run_cli("bench/bench_export.py", "--run", run, "--seconds", "0.3")
-    for needle in ("dygraph", "ONNX Runtime b1 latency / dygraph", "Paddle Inference b1 latency / dygraph", "export time per model"):
+    for needle in ("dygraph", "ONNX Runtime b1 latency / dygraph", "Paddle Inference b1 latency / dygraph", "export time per model",
+                   "ONNX Runtime INT8 ÷ float: b1 latency", "2 of 2 INT8 models passed their proof"):
         assert needle in p.stdout, p.stdout
     ratio = float(p.stdout.split("ONNX Runtime b1 latency / dygraph")[1].split("=")[1].split()[0])
     assert ratio > 0
@@ -466,3 +467,103 @@ def test_one_export_at_a_time(tiny_run, tmp_path):
                        "wait for that export to end")
     finally:
         lock.release()
+
+
+# -- INT8 (export/int8.py) ---------------------------------------------------------------------------------------
+def test_int8_models_are_proven_and_described_in_the_manifest(tiny_run, tiny_export):
+    """tiny_export ran with --int8: beside each float model an INT8 QDQ model, calibrated on training photos, with
+    the float model's test-time views and temperature (the same output), proven on the test split."""
+    import onnx
+    from onnx import TensorProto
+
+    m = read_manifest(tiny_export)
+    train = load_json(os.path.join(tiny_run, "config.json"))["data"]["counts"]["train"]
+    for name, e in m["models"].items():
+        q = e["int8"]
+        assert q["status"] == "ok" and q["onnx"] == f"{name}/model.int8.onnx", q["status"]
+        assert q["plan"] == {"method": "MinMax", "photos": 64, "seed": 0, "min_agreement": 0.995, "max_acc_change": 0.005,
+                             "split": "train", "version": 1}
+        assert q["calibration_photos"] == min(64, sum(train.values()))
+        assert "classifier" in q["kept_float"] and "Softmax.0" in q["float_nodes"]
+        assert q["agreement"] >= 0.995 and abs(e["test_acc"]["onnx-int8"] - e["test_acc"]["onnx"]) <= 0.005
+        assert 0 <= e["max_abs_diff"]["onnx-int8"] < 1 and q["export_seconds"] > 0 and q["proof_seconds"] > 0
+        path = os.path.join(tiny_export, q["onnx"])
+        assert q["bytes"] == os.path.getsize(path) < os.path.getsize(os.path.join(tiny_export, e["onnx"]))
+        graph = onnx.load(path).graph
+        weights = {t.name: t.data_type for t in graph.initializer}
+        convs = [n for n in graph.node if n.op_type == "Conv"]
+        producer = {o: n for n in graph.node for o in n.output}
+        assert convs and all(weights.get(producer[c.input[1]].input[0]) == TensorProto.INT8 for c in convs)
+        assert [n.op_type for n in graph.node if n.output[0] == m["output"]["name"]] == ["Softmax"]  # float, last
+
+
+def _int8_file(export: str, name: str) -> bytes:
+    with open(os.path.join(export, name, "model.int8.onnx"), "rb") as f:
+        return f.read()
+
+
+def test_int8_calibration_never_reads_the_test_split(tiny_run, tiny_export, kaggle_fixture, tmp_path):
+    """The same run exported from its dataset with half the test photos gone (rows and files) gives byte-identical
+    INT8 models: calibration reads training photos only."""
+    import csv
+
+    data = shutil.copytree(kaggle_fixture, str(tmp_path / "data"))
+    labels = os.path.join(data, "labels.csv")
+    with open(labels, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    test = [r for r in rows if r["is_final_validation"] == "1"]
+    gone = {r["id"] for r in test[::2]}
+    for r in test[::2]:
+        os.remove(os.path.join(data, r["path"].replace("\\", "/")))
+    with open(labels, "w", newline="", encoding="utf-8") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(r for r in rows if r["id"] not in gone)
+    run = copy_run(tiny_run, tmp_path / "run")
+    p = run_cli("export/to_onnx.py", "--run", run, "--data", data, "--int8")
+    m = read_manifest(os.path.join(run, "export"))
+    assert "the dataset at" in p.stdout and m["models"]["sgd"]["test_images"] < read_manifest(tiny_export)["models"]["sgd"]["test_images"]
+    for name in ("sgd", "adam"):
+        assert _int8_file(os.path.join(run, "export"), name) == _int8_file(tiny_export, name)
+
+
+def test_a_model_whose_int8_proof_fails_is_never_served_as_int8(tiny_run, tmp_path, monkeypatch):
+    """One INT8 model spoiled after quantization (a weight scale 1000x too large): its proof fails, its file is removed,
+    the float model is still exported, served and the default; predict refuses --backend onnx-int8 for it in one line."""
+    import onnx
+    from onnx import numpy_helper
+
+    from export import exporter, int8
+    from serve.manifest import load
+
+    quantize = int8.quantize
+
+    def spoiled(float_onnx, dest, *args):
+        kept = quantize(float_onnx, dest, *args)
+        if "sgd" in dest:
+            model = onnx.load(dest)
+            scale = next(t for t in model.graph.initializer if t.name.endswith("_scale") and t.dims)
+            scale.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(scale) * 1000, scale.name))
+            onnx.save(model, dest)
+        return kept
+
+    monkeypatch.setattr(int8, "quantize", spoiled)
+    run = copy_run(tiny_run, tmp_path / "run")
+    report = exporter.export_run(run, exporter.Options(progress=False, int8=int8.Plan()))
+    entries = report.manifest["models"]
+    assert report.failed == [] and entries["sgd"]["status"] == "ok"
+    assert entries["sgd"]["int8"]["status"].startswith("int8 parity failed: agrees with the trained model on")
+    assert "onnx" not in entries["sgd"]["int8"] and entries["adam"]["int8"]["status"] == "ok"
+    export = os.path.join(run, "export")
+    assert not os.path.exists(os.path.join(export, "sgd", "model.int8.onnx"))
+    served = load(os.path.join(export, "manifest.json")).models
+    assert served["sgd"].int8_onnx is None and served["sgd"].backends == ["onnx", "paddle"]
+    assert served["sgd"].fastest() in ("onnx", "paddle") and "onnx-int8" in served["adam"].backends
+
+    photo = os.path.join(export, read_manifest(export)["examples"][0])
+    p = run_cli("serve/predict.py", photo, "--manifest", os.path.join(export, "manifest.json"), "--model", "sgd",
+                "--backend", "onnx-int8", check=False)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and \
+        p.stderr.startswith("serve/predict.py: sgd has no ONNX Runtime INT8 model that passed its proof (int8 parity failed")
+    p = run_cli("serve/predict.py", photo, "--manifest", os.path.join(export, "manifest.json"), "--model", "sgd", "--json")
+    assert json.loads(p.stdout)["models"]["sgd"]["backend"] == served["sgd"].fastest()

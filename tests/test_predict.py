@@ -41,13 +41,13 @@ def test_folder_is_walked_and_the_winner_answers(tiny_export, photos):
     import models
 
     m = read_manifest(tiny_export)
-    p = predict(tiny_export, photos, "--json")
+    p = predict(tiny_export, photos, "--json", "--backend", "onnx")
     out = json.loads(p.stdout)
     want = sorted([str(f) for f in photos.iterdir() if f.suffix == ".jpg"]) + \
         [str(photos / "nested" / "alpha.png"), str(photos / "nested" / "last.JPG")]
     assert [r["photo"] for r in out["results"]] == want and out["unreadable"] == []
     assert {r["model"] for r in out["results"]} == {m["winner"]} and out["winner"] == m["winner"]
-    assert out["device"] in ("CPU, ONNX Runtime", "GPU 0, ONNX Runtime") and out["synthetic"] is False
+    assert out["models"][m["winner"]]["device"].split(", ")[0] in ("CPU", "GPU 0") and out["synthetic"] is False
     sess = ort.InferenceSession(os.path.join(tiny_export, m["models"][m["winner"]]["onnx"]), providers=["CPUExecutionProvider"])
     for r in out["results"]:
         probs = sess.run(None, {m["input"]["name"]: models.Preprocessing.from_dict(m["preprocessing"])(r["photo"])[None]})[0][0]
@@ -142,12 +142,42 @@ def test_a_model_that_reads_outside_its_folder_or_answers_non_probabilities_is_r
     good = next(f for f in photos.iterdir() if f.suffix == ".jpg")
     size = read_manifest(export)["preprocessing"]["size"]
     onnx_model(export / "sgd" / "model.onnx", size=size, external="../../../../../../../../../../etc/passwd")
-    p = predict(export, good, "--model", "sgd", "--json", check=False)
+    p = predict(export, good, "--model", "sgd", "--backend", "onnx", "--json", check=False)
     assert p.returncode == 2 and p.stdout == "" and "Traceback" not in p.stderr
     assert p.stderr.strip().splitlines() == [f"serve/predict.py: {export}/sgd/model.onnx refused: tensor 'b' keeps its data "
                                              f"in '../../../../../../../../../../etc/passwd', outside the model's folder; "
                                              f"not opened (export the model again)"]
     onnx_model(export / "sgd" / "model.onnx", size=size, bias=[5.0, -1.0, 0.0, 0.0])
-    p = predict(export, good, "--model", "sgd", check=False)
+    p = predict(export, good, "--model", "sgd", "--backend", "onnx", check=False)
     assert p.returncode == 2 and "sgd (ONNX Runtime) gave values that are not probabilities" in p.stderr
     assert len(p.stderr.strip().splitlines()) == 1 and p.stdout == ""
+
+
+def test_manifests_without_int8_or_latencies_still_serve(tiny_export, photos, tmp_path):
+    """A manifest written before INT8 existed (no "int8" block, no INT8 figures) serves its float models: auto picks the
+    faster of ONNX Runtime and Paddle Inference, onnx-int8 is refused in one line; without any latency, ONNX Runtime."""
+    from serve.manifest import NO_INT8, load
+
+    export = shutil.copytree(tiny_export, tmp_path / "export")
+    m = read_manifest(export)
+    for e in m["models"].values():
+        e.pop("int8")
+        for field in ("test_acc", "max_abs_diff", "latency_ms", "throughput_ips"):
+            e[field] = {k: v for k, v in e[field].items() if not k.startswith("onnx-int8")}
+    with open(export / "manifest.json", "w") as f:
+        json.dump(m, f)
+    served = load(str(export / "manifest.json")).models
+    lat = m["models"][m["winner"]]["latency_ms"]
+    assert served[m["winner"]].backends == ["onnx", "paddle"] and served[m["winner"]].int8_status == NO_INT8
+    assert served[m["winner"]].fastest() == min(("onnx", "paddle"), key=lambda b: lat[f"{b}_b1"])
+    good = next(f for f in photos.iterdir() if f.suffix == ".jpg")
+    out = json.loads(predict(export, good, "--json").stdout)
+    assert out["models"][m["winner"]]["backend"] == served[m["winner"]].fastest()
+    p = predict(export, good, "--backend", "onnx-int8", check=False)
+    assert p.returncode == 2 and p.stderr == f"serve/predict.py: {m['winner']} has no ONNX Runtime INT8 model that passed " \
+        f"its proof ({NO_INT8}); choose auto or one of onnx, paddle\n"
+    for e in m["models"].values():
+        e.pop("latency_ms")
+    with open(export / "manifest.json", "w") as f:
+        json.dump(m, f)
+    assert {e.fastest() for e in load(str(export / "manifest.json")).models.values()} == {"onnx"}

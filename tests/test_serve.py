@@ -32,12 +32,13 @@ def ok_models(export: str) -> list[str]:
     return [n for n, e in read_manifest(export)["models"].items() if e["status"] == "ok"]
 
 
-def onnx_probs(export: str, name: str, path: str) -> np.ndarray:
-    """ONNX Runtime run directly on the exported file, input made by the manifest's models.Preprocessing."""
+def onnx_probs(export: str, name: str, path: str, int8: bool = False) -> np.ndarray:
+    """ONNX Runtime run directly on the exported file (or its INT8 model), input made by the manifest's models.Preprocessing."""
     import onnxruntime as ort
 
     man = read_manifest(export)
-    sess = ort.InferenceSession(os.path.join(export, man["models"][name]["onnx"]), providers=["CPUExecutionProvider"])
+    e = man["models"][name]
+    sess = ort.InferenceSession(os.path.join(export, e["int8"]["onnx"] if int8 else e["onnx"]), providers=["CPUExecutionProvider"])
     x = models.Preprocessing.from_dict(man["preprocessing"])(path)[None]
     return sess.run(None, {man["input"]["name"]: x})[0][0]
 
@@ -53,7 +54,8 @@ def served_probs(result, classes) -> np.ndarray:
 # -- fixtures --------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app(tiny_export, tmp_path_factory):
-    server = App("--manifest", os.path.join(tiny_export, "manifest.json"), log_dir=tmp_path_factory.mktemp("logs"))
+    server = App("--manifest", os.path.join(tiny_export, "manifest.json"), "--backend", "onnx",
+                 log_dir=tmp_path_factory.mktemp("logs"))
     yield server
     server.stop()
 
@@ -140,7 +142,7 @@ def test_paddle_backend_agrees_with_onnx(client, tiny_export, photos):
 
 def test_predict_cli_equals_classify(client, tiny_export, photos, tmp_path):
     """serve/predict.py --json gives the page's /classify probabilities for the same files and model,
-    for both backends, photos given one by one and as a folder."""
+    for every backend (INT8 too: what ONNX Runtime gives on the INT8 file), photos given one by one and as a folder."""
     from gradio_client import handle_file
 
     man = read_manifest(tiny_export)
@@ -148,7 +150,7 @@ def test_predict_cli_equals_classify(client, tiny_export, photos, tmp_path):
     folder.mkdir()
     for key in ("jpeg", "rgba", "exif"):
         shutil.copy(photos[key], folder)
-    for backend in ("onnx", "paddle"):
+    for backend in ("onnx", "onnx-int8", "paddle"):
         for name in ok_models(tiny_export):
             p = run_cli("serve/predict.py", folder, "--manifest", os.path.join(tiny_export, "manifest.json"),
                         "--model", name, "--backend", backend, "--json", "--top-k", "4")
@@ -158,8 +160,29 @@ def test_predict_cli_equals_classify(client, tiny_export, photos, tmp_path):
                 served = served_probs(client.predict(handle_file(r["photo"]), name, backend, api_name="/classify"),
                                       man["classes"])
                 np.testing.assert_array_equal(np.array([r["probabilities"][c] for c in man["classes"]]), served)
-                assert r["class"] == man["classes"][int(served.argmax())] and r["model"] == name
+                assert r["class"] == man["classes"][int(served.argmax())] and r["model"] == name and r["backend"] == backend
+                if backend == "onnx-int8":
+                    np.testing.assert_allclose(served, onnx_probs(tiny_export, name, r["photo"], int8=True), rtol=0, atol=1e-6)
                 assert r["model_confidence"] == served.max()
+
+
+def test_auto_runs_each_models_fastest_proven_backend_and_says_which(client, tiny_export, photos):
+    """"auto" (the default of the page and predict): the backend with the lowest batch-1 latency the export measured
+    among those that passed their proof; the answer names it and equals that backend's."""
+    from gradio_client import handle_file
+
+    from serve.engines import BACKENDS
+
+    man = read_manifest(tiny_export)
+    for name in ok_models(tiny_export):
+        lat = man["models"][name]["latency_ms"]
+        fastest = min(("onnx", "onnx-int8", "paddle"), key=lambda b: lat[f"{b}_b1"])
+        label, info = client.predict(handle_file(photos["jpeg"]), name, "auto", api_name="/classify")
+        assert re.search(rf"Ran on \*\*(CPU|GPU \d+), {BACKENDS[fastest]}\*\* \(the fastest that passed its proof\)", info), info
+        again = client.predict(handle_file(photos["jpeg"]), name, fastest, api_name="/classify")
+        np.testing.assert_array_equal(served_probs((label, info), man["classes"]), served_probs(again, man["classes"]))
+    table, _ = client.predict(handle_file(photos["jpeg"]), "onnx-int8", api_name="/compare_all")
+    assert {r[-1] for r in table["data"]} == {"ONNX Runtime INT8"}
 
 
 def test_compare_all_runs_every_model_best_on_validation_first(client, tiny_export, photos):
@@ -168,12 +191,13 @@ def test_compare_all_runs_every_model_best_on_validation_first(client, tiny_expo
     man = read_manifest(tiny_export)
     table, info = client.predict(handle_file(photos["jpeg"]), api_name="/compare_all")
     assert table["headers"] == ["optimizer", "answer", "model confidence", "best val accuracy",
-                                "test accuracy", "latency (ms)"]
+                                "test accuracy", "latency (ms)", "backend"]
     rows = {r[0]: r for r in table["data"]}
     vals = [man["models"][r[0]]["best_val_acc"] for r in table["data"]]
     assert vals == sorted(vals, reverse=True)
     assert sorted(rows) == sorted(ok_models(tiny_export))
-    for name, (_, cls, conf, val, acc, ms) in rows.items():
+    for name, (_, cls, conf, val, acc, ms, backend) in rows.items():
+        assert backend == "ONNX Runtime"  # the page's backend (the app started with --backend onnx)
         want = onnx_probs(tiny_export, name, photos["jpeg"])
         assert cls == man["classes"][int(want.argmax())]
         assert conf == pct(float(want.max()))
