@@ -47,7 +47,7 @@ def measure(runners: dict, x1: np.ndarray, xb: np.ndarray, seconds: float, round
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--run", help="run folder (default: the newest under runs/)")
-    ap.add_argument("--optimizer", help="which exported model to time (default: the first ok one)")
+    ap.add_argument("--optimizer", help="which model to export (if not yet) and time (default: every model exported, the first ok one timed)")
     ap.add_argument("--seconds", type=float, default=3.0, help="timing budget per backend and setting")
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "gpu"))
     ap.add_argument("--threads", type=int, default=None, help="CPU threads per backend (default: the exporter's)")
@@ -57,7 +57,8 @@ def main(argv=None) -> int:
     try:
         device = backends.choose_device(args.device, args.threads)
         report = exporter.export_run(args.run or exporter.newest_run(),
-                                     exporter.Options(device=device, progress=False, int8=int8.Plan()))
+                                     exporter.Options(device=device, progress=False, int8=int8.Plan(),
+                                                      optimizers=(args.optimizer,) if args.optimizer else None))
         ok = [n for n, e in report.manifest["models"].items() if e["status"] == "ok"]
         name = args.optimizer or (ok[0] if ok else None)
         if name not in ok:
