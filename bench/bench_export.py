@@ -138,7 +138,8 @@ def features(run, device) -> None:
     """INT8 for training's feature extraction (the head regime's frozen backbone -> pooled features): float and INT8
     features of every training photo and its mirror image, each optimizer's classifier on both, and the time each
     extraction took (the same runners and threads). The proof is the export's, with training photos in place of test."""
-    from models.efficientnet import NUM_BLOCKS, EfficientNetLite0, Frozen, Top
+    from models.efficientnet import NUM_BLOCKS, EfficientNetLite0, Top
+    from train.features import frozen_runner
 
     spec = run.preprocessing
     samples = exporter.split_samples(run, "train")[0]
@@ -151,8 +152,7 @@ def features(run, device) -> None:
         return
     work = tempfile.mkdtemp(prefix="bench-features-")
     try:
-        backends.save_static(Frozen(first.net, NUM_BLOCKS), work, [None, 3, spec.size, spec.size], "x")
-        backends.to_onnx(work, 13)
+        frozen_runner(first.net, NUM_BLOCKS, spec.size, work, device.paddle)  # training's own frozen ONNX model
         float_file, int8_file = os.path.join(work, "model.onnx"), os.path.join(work, int8.FILE)
         cal, _ = int8.calibration(samples, len(run.classes), spec, int8.Plan())
         int8.quantize(float_file, int8_file, cal.images, spec, cal.plan, "x")
@@ -171,7 +171,7 @@ def features(run, device) -> None:
         top = Top(layer.net, NUM_BLOCKS)
         views = len(backends.TTA[layer.tta])  # as training evaluates: the test-time views averaged
         p = {k: np.exp(backends.log_probabilities(top, [v[:views]], layer.temperature)) for k, v in feats.items()}
-        acc, agreement, diff, problems = int8.prove(p["float"], p["int8"], labels, plan)
+        acc, agreement, diff, problems = int8.prove(p["float"], p["int8"], labels, plan, "training photos")
         worst = min(worst, agreement)
         print(f"  {n:<12}train acc float {pct(np.mean(p['float'].argmax(1) == labels))}, INT8 {pct(acc)}; agreement "
               f"{pct(agreement)}; max |Δprob| {diff:.3f}  {'passes' if not problems else 'fails: ' + '; '.join(problems)}")

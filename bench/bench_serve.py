@@ -29,6 +29,7 @@ sys.path.insert(0, ROOT)
 
 import numpy as np  # noqa: E402
 
+from serve.engines import AUTO, CHOICES  # noqa: E402
 from serve.manifest import ManifestError, load, newest  # noqa: E402
 
 
@@ -212,7 +213,7 @@ def main(argv=None) -> int:
     p.add_argument("--manifest", help="export manifest.json (default: the newest under runs/)")
     p.add_argument("--clients", type=int, default=8)
     p.add_argument("--requests", type=int, default=200)
-    p.add_argument("--backend", default="onnx", choices=("onnx", "paddle"))
+    p.add_argument("--backend", default=AUTO, choices=list(CHOICES), help="as serve/app.py's (default auto)")
     p.add_argument("--concurrency", type=int, default=None, help="passed to serve/app.py (default: its own)")
     p.add_argument("--large-rounds", type=int, default=3, help="rounds of --clients clients each sending a 40 Mpx PNG")
     args = p.parse_args(argv)

@@ -180,14 +180,15 @@ def _share_equal_initializers(path: str) -> None:
     onnx.save(model, path)
 
 
-def prove(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, plan: Plan) -> tuple[float, float, float, list]:
+def prove(reference: np.ndarray, probs: np.ndarray, labels: np.ndarray, plan: Plan,
+          images: str = "test images") -> tuple[float, float, float, list]:
     """(INT8 test accuracy, top-1 agreement with the trained model, max |Δprob|, problems: one phrase per test missed)."""
     ref_pred, pred = reference.argmax(1), probs.argmax(1)
     acc, float_acc = float(np.mean(pred == labels)), float(np.mean(ref_pred == labels))
     agreement, diff = float(np.mean(pred == ref_pred)), float(np.max(np.abs(probs - reference)))
     problems = []
     if not agreement >= plan.min_agreement:
-        problems.append(f"agrees with the trained model on {agreement:.1%} of {len(labels)} test images "
+        problems.append(f"agrees with the trained model on {agreement:.1%} of {len(labels)} {images} "
                         f"(needs {plan.min_agreement:.1%})")
     if not abs(acc - float_acc) <= plan.max_acc_change + 1e-12:
         problems.append(f"test accuracy {acc:.1%} vs {float_acc:.1%} float (allowed: within {100 * plan.max_acc_change:.1f} pt)")
